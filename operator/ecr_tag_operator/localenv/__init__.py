@@ -1,0 +1,1 @@
+"""Local environment: the ECR emulator and the real control plane, for tests and the demo."""
