@@ -1,0 +1,214 @@
+"""kopf entry points, and only those: parse the spec, reconcile, patch status, post events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .ecr import EcrCallError
+from .planner import TRANSIENT_REASONS, assess_invalid_spec
+from .reconcile import Result, finalize, reconcile
+from .runtime import Runtime, runtime_of
+from .settings import Settings
+from .spec import EcrImageTagSpec, SpecError, parse_spec
+from .status import merge_conditions, trim
+
+GROUP, VERSION, PLURAL = "ecrtag.dev", "v1alpha1", "ecrimagetags"
+# Each resource's timer wakes this often and checks whether its own driftCheckInterval has passed:
+# kopf fixes a timer's interval at import time, while the interval is set per resource.
+DRIFT_TICK = 15.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    runtime = memo.get("runtime")
+    if not isinstance(runtime, Runtime):
+        runtime = Runtime.build(Settings())
+        memo["runtime"] = runtime
+    ours = runtime.settings
+    # kopf's marks on objects under our own domain instead of kopf.zalando.org.
+    settings.persistence.finalizer = ours.finalizer
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ours.annotation_prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ours.annotation_prefix, key="last-handled-configuration"
+    )
+    # Watch streams can go silent without an error; time them out so they are re-established.
+    settings.watching.server_timeout = ours.watch_server_timeout
+    settings.watching.client_timeout = ours.watch_client_timeout
+    settings.execution.max_workers = ours.max_workers
+    if ours.metrics_port:
+        metrics.serve(ours.metrics_port, ours.metrics_host)
+    logger.info("ecr-tag-operator started: region=%s, metrics port %s", ours.region, ours.metrics_port or "off")
+
+
+def _parse(
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    runtime: Runtime,
+) -> EcrImageTagSpec:
+    """The spec, or Ready=False InvalidSpec in status and a PermanentError: retrying cannot help."""
+    try:
+        return parse_spec(spec)
+    except SpecError as exc:
+        message = str(exc)
+        patch.status["conditions"] = merge_conditions(
+            status.get("conditions") or [],
+            assess_invalid_spec(message).conditions,
+            runtime.clock(),
+            meta.get("generation"),
+            runtime.settings.max_message_length,
+        )
+        patch.status["observedGeneration"] = meta.get("generation")
+        kopf.warn(body, reason="InvalidSpec", message=trim(message, runtime.settings.max_message_length))
+        metrics.RECONCILES.labels("spec", "invalid").inc()
+        raise kopf.PermanentError(message) from None
+
+
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("reason"))
+    return None
+
+
+def _run(
+    trigger: str,
+    parsed: EcrImageTagSpec,
+    status: Mapping[str, Any],
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    runtime: Runtime,
+    logger: kopf.Logger,
+) -> Result:
+    with runtime.lock_for(str(meta.get("uid"))):
+        result = reconcile(
+            runtime.ecr, parsed, status, runtime.settings, runtime.clock(), meta.get("generation"), logger
+        )
+    for key, value in result.status.items():
+        patch.status[key] = value
+    assessment = result.assessment
+    for tag, old, new in assessment.moved:
+        what = "DriftCorrected" if trigger == "drift" and old else "TagMoved"
+        kopf.info(body, reason=what, message=f"{parsed.repository_name}:{tag} {old or 'absent'} -> {new}")
+    for tag in assessment.deleted:
+        kopf.info(body, reason="TagDeleted", message=f"{parsed.repository_name}:{tag} released from spec.tags")
+    ready = assessment.ready
+    if ready.status == "False" and ready.reason not in TRANSIENT_REASONS and ready.reason != _ready_reason(status):
+        kopf.warn(body, reason=ready.reason, message=trim(ready.message, runtime.settings.max_message_length))
+    states = assessment.tags
+    metrics.RECONCILES.labels(trigger, "transient" if result.transient else ready.status.lower()).inc()
+    metrics.observe_tags(str(meta.get("uid")), states)
+    if result.transient is not None:
+        # The drift timer retries on its next tick when the last sync time is left as it was.
+        patch.status.pop("lastSyncTime", None)
+        raise kopf.TemporaryError(
+            f"{result.transient.operation}: {result.transient.code}",
+            delay=runtime.settings.transient_retry_delay,
+        )
+    return result
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_spec(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    reason: str,
+    **_: Any,
+) -> None:
+    runtime = runtime_of(memo)
+    parsed = _parse(spec, status, meta, body, patch, runtime)
+    _run(str(reason), parsed, status, meta, body, patch, runtime, logger)
+
+
+def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime) -> bool:
+    last = status.get("lastSyncTime")
+    if not last:
+        return False  # the spec handler has not finished its first reconcile (or is retrying)
+    try:
+        when = datetime.fromisoformat(str(last).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return now - when >= parsed.drift_check_interval
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK, initial_delay=DRIFT_TICK)
+def drift_check(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    runtime = runtime_of(memo)
+    try:
+        parsed = parse_spec(spec)
+    except SpecError:
+        return  # already reported by the spec handler; nothing to check until the spec changes
+    if meta.get("generation") != status.get("observedGeneration") or not drift_due(status, parsed, runtime.clock()):
+        return
+    try:
+        _run("drift", parsed, status, meta, body, patch, runtime, logger)
+    except kopf.TemporaryError as exc:
+        logger.warning("drift check deferred: %s", exc)  # the next tick retries
+
+
+def _delete_policy(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_delete_policy)
+def delete_tags(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image."""
+    runtime = runtime_of(memo)
+    try:
+        parsed = parse_spec(spec)
+    except SpecError as exc:
+        kopf.warn(body, reason="TagsRetained", message=f"spec is invalid, no tag deleted: {exc}")
+        return
+    try:
+        with runtime.lock_for(str(meta.get("uid"))):
+            done = finalize(runtime.ecr, parsed, status, runtime.settings, logger)
+    except EcrCallError as exc:
+        if exc.transient:
+            raise kopf.TemporaryError(str(exc), delay=runtime.settings.transient_retry_delay) from exc
+        # Blocking deletion forever would help nobody: say what was left, and let the object go.
+        kopf.warn(
+            body,
+            reason="TagsRetained",
+            message=trim(f"no tag deleted: {exc}", runtime.settings.max_message_length),
+        )
+        return
+    finally:
+        runtime.forget(str(meta.get("uid")))
+        metrics.forget_tags(str(meta.get("uid")))
+    if done.deleted:
+        kopf.info(body, reason="TagsDeleted", message=f"deleted {', '.join(done.deleted)}")
+    if done.retained:
+        kept = "; ".join(f"{tag}: {why}" for tag, why in done.retained)
+        kopf.warn(body, reason="TagsRetained", message=trim(f"kept {kept}", runtime.settings.max_message_length))

@@ -1,0 +1,163 @@
+"""ECR reads for one reconcile: the source image (and an index's children), the layers in the target
+repository, and where each tag points now. The result is plain data for the pure planner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .ecr import EcrApi, Failure, Image, ImageId, LayerInfo, Registry
+from .manifests import Descriptor, Manifest, ManifestError, digest_of, parse_manifest
+from .spec import EcrImageTagSpec
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    manifest: str  # exactly as ECR returned it: this string is what PutImage writes
+    media_type: str
+    parsed: Manifest
+    children: tuple[Manifest, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return self.parsed.digest
+
+    def blobs(self) -> tuple[tuple[Descriptor, str], ...]:
+        """Every blob the image needs, with the manifest it belongs to, first occurrence only."""
+        owners = self.children if self.parsed.is_index else (self.parsed,)
+        seen: set[str] = set()
+        out: list[tuple[Descriptor, str]] = []
+        for owner in owners:
+            for blob in owner.blobs:
+                if blob.digest not in seen:
+                    seen.add(blob.digest)
+                    out.append((blob, owner.digest))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Observation:
+    source: SourceImage | None
+    source_failure: Failure | None = None
+    layers: Mapping[str, LayerInfo] = field(default_factory=dict)
+    layer_failures: tuple[Failure, ...] = ()
+    children_present: Mapping[str, bool] = field(default_factory=dict)
+    child_failures: tuple[Failure, ...] = ()
+    tag_digests: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag does not exist
+    tag_failures: tuple[Failure, ...] = ()
+
+
+def _matches(asked: ImageId, got: ImageId) -> bool:
+    if asked.tag is not None and got.tag != asked.tag:
+        return False
+    return asked.digest is None or got.digest == asked.digest
+
+
+def _first(images: Iterable[Image], asked: ImageId) -> Image | None:
+    return next((img for img in images if _matches(asked, img.image_id)), None)
+
+
+def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> SourceImage | Failure:
+    """Check the bytes are the image's own; read by digest when ECR converted a manifest read by tag."""
+    if image.digest is None or digest_of(image.manifest) != image.digest:
+        if image.digest is None:
+            return Failure("BatchGetImage", "ImageNotFound", "ECR returned an image without a digest")
+        again = ecr.batch_get_image(where, repository, [ImageId(digest=image.digest)])
+        if again.failures or not again.images or digest_of(again.images[0].manifest) != image.digest:
+            return Failure(
+                "BatchGetImage",
+                again.failures[0].code if again.failures else "ImageDigestDoesNotMatch",
+                "the manifest ECR returned does not hash to the image digest",
+                image_id=ImageId(digest=image.digest),
+            )
+        image = again.images[0]
+    try:
+        parsed = parse_manifest(image.manifest, image.media_type)
+    except ManifestError as exc:
+        return Failure("BatchGetImage", "UnsupportedManifest", str(exc), image_id=image.image_id)
+    return SourceImage(image.manifest, image.media_type or parsed.media_type, parsed)
+
+
+def observe(ecr: EcrApi, spec: EcrImageTagSpec, region: str, released: Sequence[str] = ()) -> Observation:
+    """Read everything the planner needs. Whole-call failures raise EcrCallError."""
+    source_at = Registry(region, spec.source_registry)
+    target_at = Registry(region, spec.registry_id)
+    asked = ImageId(spec.source.tag, spec.source.digest)
+    tags = list(dict.fromkeys([*spec.tags, *released]))
+    tag_ids = [ImageId(tag=t) for t in tags]
+
+    # One batched read serves the source and the current tags when both live in one repository.
+    if spec.same_repository:
+        both = ecr.batch_get_image(target_at, spec.repository_name, [asked, *tag_ids])
+        source_images, tag_images, failures = both.images, both.images, both.failures
+    else:
+        src = ecr.batch_get_image(source_at, spec.source_repository, [asked])
+        cur = ecr.batch_get_image(target_at, spec.repository_name, tag_ids)
+        source_images, tag_images, failures = src.images, cur.images, src.failures + cur.failures
+
+    tag_set = set(tags)
+    tag_digests: dict[str, str | None] = {}
+    for tag in tags:
+        found = _first(tag_images, ImageId(tag=tag))
+        tag_digests[tag] = found.digest if found else None
+    tag_failures = tuple(
+        f
+        for f in failures
+        if f.image_id is not None
+        and f.image_id.tag in tag_set
+        and f.image_id.digest is None
+        and f.code != "ImageNotFound"  # a tag that does not exist yet is not a failure
+    )
+    source_failure = next((f for f in failures if f.image_id == asked), None)
+
+    image = _first(source_images, asked)
+    if image is None:
+        return Observation(
+            None,
+            source_failure
+            or Failure("BatchGetImage", "ImageNotFound", "the source image was not returned", image_id=asked),
+            tag_digests=tag_digests,
+            tag_failures=tag_failures,
+        )
+    source = _as_source(ecr, source_at, spec.source_repository, image)
+    if isinstance(source, Failure):
+        return Observation(None, source, tag_digests=tag_digests, tag_failures=tag_failures)
+
+    children_present: dict[str, bool] = {}
+    child_failures: tuple[Failure, ...] = ()
+    if source.parsed.is_index:
+        source, children_present, child_failures = _read_children(ecr, spec, source_at, target_at, source)
+
+    digests = [blob.digest for blob, _ in source.blobs()]
+    layers = ecr.check_layers(target_at, spec.repository_name, digests) if digests else None
+    return Observation(
+        source,
+        layers={info.digest: info for info in layers.layers} if layers else {},
+        layer_failures=layers.failures if layers else (),
+        children_present=children_present,
+        child_failures=child_failures,
+        tag_digests=tag_digests,
+        tag_failures=tag_failures,
+    )
+
+
+def _read_children(
+    ecr: EcrApi, spec: EcrImageTagSpec, source_at: Registry, target_at: Registry, source: SourceImage
+) -> tuple[SourceImage, dict[str, bool], tuple[Failure, ...]]:
+    """Read an index's children by digest in one batched call, and whether the target has them."""
+    ids = [ImageId(digest=c.digest) for c in source.parsed.children]
+    got = ecr.batch_get_image(source_at, spec.source_repository, ids)
+    children: list[Manifest] = []
+    failures = list(got.failures)
+    for child in got.images:
+        try:
+            children.append(parse_manifest(child.manifest, child.media_type))
+        except ManifestError as exc:
+            failures.append(Failure("BatchGetImage", "UnsupportedManifest", str(exc), image_id=child.image_id))
+    if spec.same_repository:
+        present = {c.digest for c in children}
+    else:
+        in_target = ecr.batch_get_image(target_at, spec.repository_name, ids)
+        present = {img.digest for img in in_target.images if img.digest}
+    source = SourceImage(source.manifest, source.media_type, source.parsed, tuple(children))
+    return source, {i.digest: i.digest in present for i in ids if i.digest}, tuple(failures)

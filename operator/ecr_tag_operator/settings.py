@@ -1,0 +1,52 @@
+"""The operator's settings: one typed object, read from the environment (and CLI flags) at start-up."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class Settings(BaseSettings):
+    """Everything the operator can be told; carried on kopf's ``memo`` so handlers never read env."""
+
+    model_config = SettingsConfigDict(env_prefix="ECR_TAG_OPERATOR_", extra="ignore", frozen=True)
+
+    region: str = Field(default_factory=_default_region, description="Region for specs that name none.")
+    endpoint_url: str | None = Field(
+        default=None,
+        description="ECR endpoint override; botocore's AWS_ENDPOINT_URL_ECR works as well.",
+    )
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "adaptive"
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    transient_retry_delay: float = Field(
+        default=20.0, gt=0, description="Seconds before kopf retries after a transient ECR failure."
+    )
+    drift_tick: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often each resource's timer wakes to see if a drift check is due.",
+    )
+    max_listed_layers: int = Field(default=50, ge=1, le=1000)
+    max_listed_failures: int = Field(default=20, ge=1, le=200)
+    max_message_length: int = Field(default=300, ge=40, le=4000)
+    max_workers: int = Field(default=16, ge=1, le=256, description="Threads for the synchronous handlers.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 turns the metrics endpoint off.")
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside the pod
+    watch_server_timeout: int = Field(default=300, ge=10)
+    watch_client_timeout: int = Field(default=330, ge=10)
+    finalizer: str = "ecrtag.dev/finalizer"
+    annotation_prefix: str = "ecrtag.dev"
+
+    @property
+    def drift_tick_delta(self) -> timedelta:
+        return timedelta(seconds=self.drift_tick)

@@ -1,0 +1,138 @@
+"""The status body: conditions with stable lastTransitionTime, lists capped, ECR's words trimmed.
+
+Everything here is pure; the handler writes the result as a merge patch, which replaces lists whole,
+so every list is written complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .ecr import Failure
+from .manifests import Platform
+from .observe import Observation
+from .planner import Assessment, Condition
+
+# Credentials never belong in status; AWS messages sometimes quote request parameters, so drop any
+# token-looking words before they are written anywhere a user can read.
+_SECRET_HINTS = ("AKIA", "ASIA", "X-Amz-Security-Token", "X-Amz-Credential", "aws_secret")
+
+
+def timestamp(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trim(text: str, limit: int) -> str:
+    words = [("[redacted]" if any(h in w for h in _SECRET_HINTS) else w) for w in text.split()]
+    text = " ".join(words)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    new: Sequence[Condition],
+    now: datetime,
+    generation: int | None,
+    message_limit: int,
+) -> list[dict[str, Any]]:
+    """New conditions, keeping lastTransitionTime where a condition's status did not change, and
+    keeping previous conditions of types not mentioned now (a partial assessment)."""
+    before = {str(c.get("type")): c for c in previous}
+    out: list[dict[str, Any]] = []
+    for cond in new:
+        old = before.pop(cond.type, None)
+        changed = old is None or old.get("status") != cond.status
+        entry: dict[str, Any] = {
+            "type": cond.type,
+            "status": cond.status,
+            "reason": cond.reason,
+            "message": trim(cond.message, message_limit),
+            "lastTransitionTime": timestamp(now) if changed or old is None else old.get("lastTransitionTime"),
+        }
+        if generation is not None:
+            entry["observedGeneration"] = generation
+        out.append(entry)
+    out.extend(dict(c) for c in before.values())
+    return out
+
+
+def failure_entry(f: Failure, message_limit: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "operation": f.operation,
+        "code": f.code,
+        "reason": trim(f.message, message_limit),
+    }
+    if f.tag:
+        entry["tag"] = f.tag
+    if f.layer_digest:
+        entry["layerDigest"] = f.layer_digest
+    if f.image_id is not None and f.image_id.to_api():
+        entry["imageId"] = f.image_id.to_api()
+    return entry
+
+
+def render(
+    assessment: Assessment,
+    obs: Observation | None,
+    previous: Mapping[str, Any],
+    now: datetime,
+    generation: int | None,
+    *,
+    max_layers: int,
+    max_failures: int,
+    message_limit: int,
+) -> dict[str, Any]:
+    """The status merge patch for one reconcile."""
+    body: dict[str, Any] = {
+        "observedGeneration": generation,
+        "lastSyncTime": timestamp(now),
+        "conditions": merge_conditions(
+            previous.get("conditions") or [], assessment.conditions, now, generation, message_limit
+        ),
+        "failures": [failure_entry(f, message_limit) for f in assessment.failures[:max_failures]],
+        "failuresTruncated": len(assessment.failures) > max_failures,
+    }
+    if assessment.tags:
+        body["tags"] = [
+            {"tag": t.tag, "inSync": t.in_sync}
+            | ({"digest": t.digest} if t.digest else {})
+            | ({"reason": t.reason} if t.reason else {})
+            for t in assessment.tags
+        ]
+    src = obs.source if obs else None
+    if obs is not None and src is not None:
+        body["image"] = {
+            "digest": src.digest,
+            "mediaType": src.media_type,
+            "platforms": [
+                {"digest": c.digest, "present": obs.children_present.get(c.digest, False)}
+                | {k: v for k, v in (("os", p.os), ("architecture", p.architecture), ("variant", p.variant)) if v}
+                for c in src.parsed.children
+                for p in [c.platform or Platform()]
+            ],
+        }
+        blobs = src.blobs()
+        layers: list[dict[str, Any]] = []
+        counts = {"total": len(blobs), "available": 0, "unavailable": 0, "archived": 0, "missing": 0}
+        for blob, owner in blobs:
+            info = obs.layers.get(blob.digest)
+            entry: dict[str, Any] = {"layerDigest": blob.digest}
+            if blob.media_type:
+                entry["mediaType"] = blob.media_type
+            if src.parsed.is_index:
+                entry["manifestDigest"] = owner
+            if info is None:
+                counts["missing"] += 1
+            else:
+                entry["layerAvailability"] = info.availability
+                counts[info.availability.lower()] = counts.get(info.availability.lower(), 0) + 1
+                size = info.size if info.size is not None else blob.size
+                if size is not None:
+                    entry["layerSize"] = size
+            layers.append(entry)
+        body["layers"] = layers[:max_layers]
+        body["layersTruncated"] = len(layers) > max_layers
+        body["layerSummary"] = counts
+    return body
