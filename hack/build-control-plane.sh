@@ -33,8 +33,7 @@ build_kubernetes() {
   mods=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
   [ -n "$mods" ] || { log "no staging replaces found in $gomod"; exit 1; }
   for m in $mods; do go mod edit -replace="$m=$m@$staging_ver"; done
-  local commit ldflags=""
-  commit=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p' | head -n1)
+  local ldflags=""
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
