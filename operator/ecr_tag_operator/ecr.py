@@ -208,6 +208,10 @@ class Boto3Ecr:
         except botocore.exceptions.EndpointConnectionError as exc:
             code = "EndpointConnectionError"
             raise EcrCallError(Failure(operation, code, str(exc))) from exc
+        except botocore.exceptions.ParamValidationError as exc:
+            # botocore refused the request before sending it: a value ECR would refuse as well.
+            code = "InvalidParameterException"
+            raise EcrCallError(Failure(operation, code, str(exc))) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             code = "NoCredentials"
             raise EcrCallError(Failure(operation, code, str(exc))) from exc
