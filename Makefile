@@ -1,0 +1,39 @@
+# The two newcomer commands are `make demo` and `make test`; everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv binaries lint test test-fast demo clean
+
+$(BIN)/ecr-tag-operator: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/ecr-tag-operator
+
+# kube-apiserver, kubectl, etcd and helm built from Go modules into a cache outside the repository.
+binaries:
+	bash hack/build-control-plane.sh >/dev/null
+
+lint: venv
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+
+# Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
+# kube-apiserver + etcd, chart, Argo CD health check), then the demo with --once.
+test: venv binaries lint
+	$(BIN)/pytest -m "not slow" tests
+	$(BIN)/ecr-tag-operator demo --once
+
+# Unit tests only: no processes started.
+test-fast: venv
+	$(BIN)/pytest tests/unit
+
+demo: venv binaries
+	$(BIN)/ecr-tag-operator demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

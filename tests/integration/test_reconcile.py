@@ -1,0 +1,263 @@
+"""One reconcile at a time against the ECR emulator process: real HTTP, real boto3, real planner."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from mypy_boto3_ecr.client import ECRClient
+
+from ecr_tag_operator.ecr import Boto3Ecr
+from ecr_tag_operator.localenv import ecr_seed
+from ecr_tag_operator.localenv.ecr_faults import FaultRule
+from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
+from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, DOCKER_MANIFEST_V2, digest_of
+from ecr_tag_operator.reconcile import Result, finalize, reconcile
+from ecr_tag_operator.settings import Settings
+from ecr_tag_operator.spec import parse_spec
+
+LOG = logging.getLogger("test")
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+class Harness:
+    def __init__(self, server: RunningEmulator, client: ECRClient) -> None:
+        self.server = server
+        self.client = client
+        self.settings = Settings(endpoint_url=server.endpoint_url, region="us-east-1", max_attempts=2)
+        self.ecr = Boto3Ecr(self.settings)
+        self.status: dict[str, Any] = {}
+
+    def run(self, **raw: Any) -> Result:
+        result = reconcile(self.ecr, parse_spec(raw), self.status, self.settings, NOW, 1, LOG)
+        self.status = {**self.status, **result.status}
+        return result
+
+    def tag_digest(self, repository: str, tag: str) -> str | None:
+        got = self.client.batch_get_image(
+            repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+        )
+        return got["images"][0]["imageId"]["imageDigest"] if got["images"] else None
+
+    def puts(self, repository: str | None = None) -> int:
+        return self.server.control.calls().of("PutImage", repository)
+
+
+@pytest.fixture
+def h(ecr: RunningEmulator, ecr_client: ECRClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    for key, value in ecr.env.items():
+        monkeypatch.setenv(key, value)
+    return Harness(ecr, ecr_client)
+
+
+def conditions(result: Result) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in result.status["conditions"]}
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        '{\n   "schemaVersion": 2,\n   "mediaType": "%s",\n   "config": %s,\n   "layers": %s\n}',
+        '{"schemaVersion":2,"mediaType":"%s","config":%s,"layers":%s}',
+        '{\r\n  "schemaVersion" :  2,\r\n  "mediaType": "%s",\r\n "config": %s,\r\n "layers": %s\r\n}\r\n',
+        '\t{ "schemaVersion": 2, "mediaType": "%s", "config": %s, "layers": %s }\n\n',
+    ],
+    ids=["pretty", "no-trailing-newline", "crlf", "tabs-and-blank-lines"],
+)
+def test_retag_preserves_digest_of_unusual_manifests(h: Harness, layout: str) -> None:
+    base = ecr_seed.push(h.client, "team/app", "base", "docker", seed="ws")
+    doc = json.loads(base.manifest)
+    text = layout % (DOCKER_MANIFEST_V2, json.dumps(doc["config"]), json.dumps(doc["layers"]))
+    pushed = ecr_seed.push_verbatim(h.client, "team/app", text, tag="odd", media_type=DOCKER_MANIFEST_V2)
+    assert pushed.digest == digest_of(text)
+    result = h.run(repositoryName="team/app", source={"tag": "odd"}, tags=["a", "b"])
+    assert conditions(result)["Ready"] == ("True", "InSync")
+    assert h.tag_digest("team/app", "a") == digest_of(text)
+    assert h.tag_digest("team/app", "b") == digest_of(text)
+    assert result.status["image"]["digest"] == digest_of(text)
+
+
+def test_guard_mismatch_reports_image_tag_does_not_match_digest(h: Harness) -> None:
+    one = ecr_seed.push(h.client, "team/app", "build-1", "oci", seed=1)
+    two = ecr_seed.push(h.client, "team/app", "build-2", "oci", seed=2)
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/app", source={"tag": "build-1", "digest": two.digest}, tags=["prod"])
+    assert conditions(result)["Ready"] == ("False", "ImageTagDoesNotMatchDigest")
+    assert result.status["failures"][0]["code"] == "ImageTagDoesNotMatchDigest"
+    assert result.status["failures"][0]["imageId"] == {"imageTag": "build-1", "imageDigest": two.digest}
+    assert h.puts() == 0
+    assert one.digest != two.digest
+
+
+def test_missing_source_reports_image_not_found(h: Harness) -> None:
+    ecr_seed.ensure_repository(h.client, "team/app")
+    result = h.run(repositoryName="team/app", source={"tag": "nope"}, tags=["prod"])
+    assert conditions(result)["Ready"] == ("False", "ImageNotFound")
+    assert conditions(result)["SourceResolved"] == ("False", "ImageNotFound")
+    assert result.transient is None
+
+
+def test_missing_repository_reports_repository_not_found(h: Harness) -> None:
+    result = h.run(repositoryName="team/ghost", source={"tag": "v1"}, tags=["prod"])
+    assert conditions(result)["Ready"] == ("False", "RepositoryNotFound")
+    assert result.status["failures"][0]["code"] == "RepositoryNotFoundException"
+
+
+def test_immutable_repository_fails_only_the_moved_tag(h: Harness) -> None:
+    ecr_seed.ensure_repository(h.client, "team/frozen", immutable=True)
+    old = ecr_seed.push(h.client, "team/frozen", "prod", "docker", seed="old")
+    new = ecr_seed.push(h.client, "team/frozen", "build-2", "docker", seed="new")
+    result = h.run(repositoryName="team/frozen", source={"tag": "build-2"}, tags=["prod", "staging"])
+    tags = {t["tag"]: t for t in result.status["tags"]}
+    assert tags["staging"] == {"tag": "staging", "inSync": True, "digest": new.digest}
+    assert tags["prod"]["inSync"] is False
+    assert tags["prod"]["reason"] == "ImageTagAlreadyExists"
+    assert tags["prod"]["digest"] == old.digest
+    assert conditions(result)["Ready"] == ("False", "ImageTagAlreadyExists")
+    failure = result.status["failures"][0]
+    assert (failure["operation"], failure["code"], failure["tag"]) == (
+        "PutImage",
+        "ImageTagAlreadyExistsException",
+        "prod",
+    )
+    assert h.tag_digest("team/frozen", "prod") == old.digest
+
+
+def test_cross_repository_missing_layer_blocks_every_put(h: Harness) -> None:
+    src = ecr_seed.push(h.client, "team/build", "v7", "docker", seed="x")
+    ecr_seed.ensure_repository(h.client, "team/release")
+    missing = src.layer_digests[-1]
+    ecr_seed.copy_blobs(h.client, src, "team/release", skip=[missing])
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"])
+    assert conditions(result)["LayersAvailable"] == ("False", "LayersNotFound")
+    assert missing in next(c["message"] for c in result.status["conditions"] if c["type"] == "LayersAvailable")
+    assert result.status["layerSummary"]["missing"] == 1
+    assert [x["layerDigest"] for x in result.status["layers"] if "layerAvailability" not in x] == [missing]
+    assert h.puts() == 0
+    # Once the blob arrives, the next reconcile promotes.
+    ecr_seed.copy_blobs(h.client, src, "team/release")
+    again = h.run(repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"])
+    assert conditions(again)["Ready"] == ("True", "InSync")
+    assert h.tag_digest("team/release", "prod") == src.digest
+
+
+def test_oci_index_tags_point_at_the_index_and_children_layers_are_listed(h: Harness) -> None:
+    idx = ecr_seed.push(h.client, "team/multi", "build-9", "index", seed="idx")
+    result = h.run(repositoryName="team/multi", source={"tag": "build-9"}, tags=["prod", "latest"])
+    assert conditions(result)["Ready"] == ("True", "InSync")
+    assert h.tag_digest("team/multi", "prod") == idx.digest
+    assert h.tag_digest("team/multi", "latest") == idx.digest
+    image = result.status["image"]
+    assert image["digest"] == idx.digest
+    assert {(p["os"], p["architecture"], p["present"]) for p in image["platforms"]} == {
+        ("linux", "amd64", True),
+        ("linux", "arm64", True),
+    }
+    listed = {x["layerDigest"]: x for x in result.status["layers"]}
+    for child in idx.children:
+        for blob in child.blob_digests:
+            assert listed[blob]["layerAvailability"] == "AVAILABLE"
+            assert listed[blob]["manifestDigest"] == child.digest
+
+
+def test_cross_repository_index_with_missing_child_is_blocked(h: Harness) -> None:
+    idx = ecr_seed.push(h.client, "team/build", "multi", "index", seed="idx2")
+    ecr_seed.ensure_repository(h.client, "team/release")
+    ecr_seed.copy_blobs(h.client, idx, "team/release")
+    ecr_seed.copy_image(h.client, idx.children[0], "team/release")
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"])
+    assert conditions(result)["LayersAvailable"] == ("False", "ReferencedImagesNotFound")
+    assert h.puts() == 0
+    ecr_seed.copy_image(h.client, idx.children[1], "team/release")
+    again = h.run(repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"])
+    assert conditions(again)["Ready"] == ("True", "InSync")
+    assert h.tag_digest("team/release", "p") == idx.digest
+
+
+def test_observe_mode_never_writes_and_reports_drift(h: Harness) -> None:
+    img = ecr_seed.push(h.client, "team/app", "build-1", "oci", seed=3)
+    ecr_seed.push(h.client, "team/app", "prod", "oci", seed=4)
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/app", source={"tag": "build-1"}, tags=["prod", "staging"], mode="Observe")
+    assert h.puts() == 0
+    assert h.server.control.calls().of("BatchDeleteImage") == 0
+    assert conditions(result)["Ready"] == ("False", "Drifted")
+    assert {t["tag"]: t["reason"] for t in result.status["tags"]} == {"prod": "Drifted", "staging": "Drifted"}
+    assert result.status["image"]["digest"] == img.digest
+
+
+def test_second_reconcile_of_unchanged_resource_makes_no_put(h: Harness) -> None:
+    ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=5)
+    h.server.control.reset_calls()
+    spec = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b", "c"]}
+    h.run(**spec)
+    assert h.puts() == 3
+    h.server.control.reset_calls()
+    again = h.run(**spec)
+    assert h.puts() == 0
+    assert conditions(again)["Ready"] == ("True", "InSync")
+    # Reads are batched: the source and all three tags in one BatchGetImage, one layer check.
+    assert h.server.control.calls().of("BatchGetImage") == 1
+    assert h.server.control.calls().of("BatchCheckLayerAvailability") == 1
+
+
+def test_drift_is_corrected(h: Harness) -> None:
+    img = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=6)
+    spec = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["prod"]}
+    h.run(**spec)
+    other = ecr_seed.push(h.client, "team/app", "prod", "docker", seed=7)  # someone moves the tag by hand
+    assert h.tag_digest("team/app", "prod") == other.digest
+    result = h.run(**spec)
+    assert result.assessment.moved == (("prod", other.digest, img.digest),)
+    assert h.tag_digest("team/app", "prod") == img.digest
+
+
+def test_delete_policy_removes_only_tags_still_at_our_digest(h: Harness) -> None:
+    img = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=8)
+    spec = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b"], "deletionPolicy": "Delete"}
+    h.run(**spec)
+    other = ecr_seed.push(h.client, "team/app", "b", "docker", seed=9)  # b moved away since
+    done = finalize(h.ecr, parse_spec(spec), h.status, h.settings, LOG)
+    assert done.deleted == ("a",)
+    assert [t for t, _ in done.retained] == ["b"]
+    assert h.tag_digest("team/app", "a") is None
+    assert h.tag_digest("team/app", "b") == other.digest
+    assert h.tag_digest("team/app", "build-1") == img.digest  # the image itself survives
+
+
+def test_tag_removed_from_spec_is_deleted_under_delete_policy(h: Harness) -> None:
+    ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=10)
+    spec: dict[str, Any] = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b"]}
+    h.run(**spec, deletionPolicy="Delete")
+    result = h.run(**{**spec, "tags": ["a"]}, deletionPolicy="Delete")
+    assert result.assessment.deleted == ("b",)
+    assert h.tag_digest("team/app", "b") is None
+    assert [t["tag"] for t in result.status["tags"]] == ["a"]
+
+
+def test_tag_removed_from_spec_is_kept_under_retain_policy(h: Harness) -> None:
+    img = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=11)
+    spec: dict[str, Any] = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b"]}
+    h.run(**spec)
+    h.run(**{**spec, "tags": ["a"]})
+    assert h.tag_digest("team/app", "b") == img.digest
+
+
+def test_throttled_put_is_transient_and_converges(h: Harness) -> None:
+    img = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=12)
+    h.server.control.set_faults(operations={"PutImage": FaultRule(throttle_rate=1.0)})
+    result = h.run(repositoryName="team/app", source={"tag": "build-1"}, tags=["prod"])
+    assert result.transient is not None
+    assert result.transient.code == "ThrottlingException"
+    assert conditions(result)["Ready"] == ("False", "Throttling")
+    h.server.control.clear_faults()
+    result = h.run(repositoryName="team/app", source={"tag": "build-1"}, tags=["prod"])
+    assert result.transient is None
+    assert result.status["failures"] == []
+    assert h.tag_digest("team/app", "prod") == img.digest
