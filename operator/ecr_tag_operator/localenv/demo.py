@@ -1,0 +1,119 @@
+"""``ecr-tag-operator demo``: the operator's main job on an embedded default.
+
+Builds (or reuses) the control-plane binaries, starts kube-apiserver + etcd and the ECR emulator on
+127.0.0.1, pushes an image, installs the CRD, starts the operator, applies examples/basic.yaml, waits
+for Ready and prints what a user would look at. Everything it started is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from ecr_tag_operator.ecr import plain_client
+from ecr_tag_operator.localenv import ecr_seed
+from ecr_tag_operator.localenv.control_plane import ControlPlane, ensure_binaries, repo_root
+from ecr_tag_operator.localenv.ecr_launcher import REGION, start_emulator
+from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
+
+EXAMPLE = "examples/basic.yaml"
+READY_TIMEOUT = 90.0
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _interrupts_as_exit() -> Iterator[threading.Event]:
+    """Ctrl-C (or SIGTERM) ends the wait; cleanup runs in the finally blocks either way."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _wait_ready(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + READY_TIMEOUT
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        out = cp.kubectl("get", "ecrimagetag", name, "-n", namespace, "-o", "json").stdout
+        obj = json.loads(out)
+        ready = [c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
+        if ready and ready[0].get("status") in ("True", "False") and ready[0].get("reason") != "Reconciling":
+            return obj
+        time.sleep(0.3)
+    raise TimeoutError(f"{namespace}/{name} has no Ready condition after {READY_TIMEOUT}s: {obj.get('status')}")
+
+
+def run_demo(*, once: bool) -> int:
+    root = repo_root()
+    example = root / EXAMPLE
+    doc = yaml.safe_load(example.read_text())
+    name, namespace = doc["metadata"]["name"], doc["metadata"].get("namespace", "default")
+    spec = doc["spec"]
+
+    say("control-plane binaries (built from Go modules the first time: several minutes)")
+    bin_dir = ensure_binaries(progress=lambda line: print(f"    {line}", flush=True))
+    with tempfile.TemporaryDirectory(prefix="ecr-tag-operator-demo-") as tmp, _interrupts_as_exit() as stop:
+        say("starting the ECR emulator on 127.0.0.1")
+        with start_emulator(log_dir=Path(tmp)) as ecr, ControlPlane(bin_dir) as cp:
+            say(f"ECR emulator at {ecr.endpoint_url}; kube-apiserver at {cp.server_url}")
+            client = plain_client(
+                "ecr",
+                endpoint_url=ecr.endpoint_url,
+                region=REGION,
+                access_key_id=ecr.env["AWS_ACCESS_KEY_ID"],
+                secret_access_key=ecr.env["AWS_SECRET_ACCESS_KEY"],
+            )
+            image = ecr_seed.push(client, spec["repositoryName"], spec["source"]["tag"], "index", seed="demo")
+            say(f"pushed {spec['repositoryName']}:{spec['source']['tag']} = {image.digest} (OCI index, 2 platforms)")
+            cp.install_crds(root / "crds" / "ecrimagetags.ecrtag.dev.yaml")
+            say("CRD installed; starting the operator")
+            log_path = Path(tmp) / "operator.log"
+            with OperatorProcess(cp.kubeconfig_path, ecr.env, log_path=log_path) as op:
+                cp.kubectl("apply", "-f", str(example))
+                say(f"applied {EXAMPLE}; waiting for Ready")
+                obj = _wait_ready(cp, namespace, name)
+                print(cp.kubectl("get", "eit", "-n", namespace, "-o", "wide").stdout, flush=True)
+                say(f"status of {namespace}/{name}")
+                print(yaml.safe_dump(obj["status"], sort_keys=False, width=200), flush=True)
+                tags = {t: tag_digest(client, spec["repositoryName"], t) for t in spec["tags"]}
+                say("in ECR now: " + ", ".join(f"{t} -> {d}" for t, d in tags.items()))
+                ok = all(d == image.digest for d in tags.values())
+                if not once:
+                    say(f"operator log: {op.log_path}; KUBECONFIG={cp.kubeconfig_path}")
+                    say("running until Ctrl-C")
+                    stop.wait()
+                say("stopping the operator, kube-apiserver, etcd and the ECR emulator")
+    return 0 if ok else 1
+
+
+def tag_digest(client: Any, repository: str, tag: str) -> str | None:
+    got = client.batch_get_image(
+        repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+    )
+    return got["images"][0]["imageId"]["imageDigest"] if got["images"] else None
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo(once="--once" in sys.argv))
