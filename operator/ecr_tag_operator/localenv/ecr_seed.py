@@ -359,16 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     args = parser.parse_args(argv)
 
-    import boto3
+    from ecr_tag_operator.ecr import plain_client
 
-    client = boto3.client(
+    client = plain_client(
         "ecr",
         endpoint_url=args.endpoint_url,
-        region_name=args.region,
+        region=args.region,
         # The emulator accepts any credentials; use the environment's when set.
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
     )
     image = push(client, args.repository, args.tag, args.kind, args.seed)
     print(image.digest)
