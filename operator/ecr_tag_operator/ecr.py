@@ -19,6 +19,7 @@ import botocore.exceptions
 
 from . import metrics
 from .manifests import ACCEPTED_MEDIA_TYPES
+from .ratelimit import RateLimits
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class Boto3Ecr:
         self._settings = settings
         self._clients: dict[str, ECRClient] = {}
         self._lock = threading.Lock()
+        self._limits = RateLimits(settings.rates)
         self._config = botocore.config.Config(
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
@@ -191,6 +193,7 @@ class Boto3Ecr:
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
         client = self._client(where.region)
         method = getattr(client, _SNAKE[operation])
+        self._limits.acquire(where.registry_id, where.region, operation)
         started = time.monotonic()
         code = ""
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import kopf
 
 from . import metrics
+from .batching import ReadPolicy, read_policy
 from .ecr import EcrCallError
 from .planner import TRANSIENT_REASONS, assess_invalid_spec
 from .reconcile import Result, finalize, reconcile
@@ -88,7 +90,13 @@ def _run(
     runtime: Runtime,
     logger: kopf.Logger,
 ) -> Result:
-    with runtime.lock_for(str(meta.get("uid"))):
+    patience = (
+        runtime.settings.drift_read_patience
+        if trigger in ("drift", "resume")
+        else runtime.settings.change_read_patience
+    )
+    policy = ReadPolicy(patience=patience, layer_max_age=parsed.drift_check_interval.total_seconds())
+    with runtime.lock_for(str(meta.get("uid"))), read_policy(policy):
         result = reconcile(
             runtime.ecr, parsed, status, runtime.settings, runtime.clock(), meta.get("generation"), logger
         )
@@ -132,10 +140,16 @@ def reconcile_spec(
 ) -> None:
     runtime = runtime_of(memo)
     parsed = _parse(spec, status, meta, body, patch, runtime)
+    if reason == "resume" and status.get("lastSyncTime") and status.get("observedGeneration") == meta.get("generation"):
+        # Seen and synced before the restart: the drift timer checks it when due, so a restart of
+        # the operator does not read every resource at once.
+        return
     _run(str(reason), parsed, status, meta, body, patch, runtime, logger)
 
 
-def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime) -> bool:
+def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime, uid: str, jitter: float) -> bool:
+    """Whether the resource's drift check is due: its interval, stretched by a fixed per-resource
+    fraction (from its uid) so that resources synced together do not all check together again."""
     last = status.get("lastSyncTime")
     if not last:
         return False  # the spec handler has not finished its first reconcile (or is retrying)
@@ -143,7 +157,8 @@ def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime)
         when = datetime.fromisoformat(str(last).replace("Z", "+00:00"))
     except ValueError:
         return True
-    return now - when >= parsed.drift_check_interval
+    spread = (zlib.crc32(uid.encode()) % 1000) / 1000 * jitter
+    return now - when >= parsed.drift_check_interval * (1 + spread)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK, initial_delay=DRIFT_TICK)
@@ -162,7 +177,10 @@ def drift_check(
         parsed = parse_spec(spec)
     except SpecError:
         return  # already reported by the spec handler; nothing to check until the spec changes
-    if meta.get("generation") != status.get("observedGeneration") or not drift_due(status, parsed, runtime.clock()):
+    uid, jitter = str(meta.get("uid")), runtime.settings.drift_jitter
+    if meta.get("generation") != status.get("observedGeneration") or not drift_due(
+        status, parsed, runtime.clock(), uid, jitter
+    ):
         return
     try:
         _run("drift", parsed, status, meta, body, patch, runtime, logger)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .batching import SharedReads
 from .ecr import Boto3Ecr, EcrApi
 from .settings import Settings
 
@@ -26,7 +27,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        return cls(settings=settings, ecr=Boto3Ecr(settings))
+        return cls(settings=settings, ecr=SharedReads(Boto3Ecr(settings)))
 
     def lock_for(self, uid: str) -> threading.Lock:
         """One lock per resource, so a drift check never races a spec change of the same resource."""

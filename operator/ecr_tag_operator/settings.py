@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -39,7 +38,25 @@ class Settings(BaseSettings):
     max_listed_layers: int = Field(default=50, ge=1, le=1000)
     max_listed_failures: int = Field(default=20, ge=1, le=200)
     max_message_length: int = Field(default=300, ge=40, le=4000)
-    max_workers: int = Field(default=16, ge=1, le=256, description="Threads for the synchronous handlers.")
+    max_workers: int = Field(
+        default=64, ge=1, le=512, description="Threads for the synchronous handlers (reads wait for company in them)."
+    )
+    # ECR's default quotas per account and region (adjustable at AWS; set these to match).
+    put_image_rate: float = Field(default=10.0, ge=0, description="PutImage calls per second; 0: no limit.")
+    batch_get_image_rate: float = Field(default=2000.0, ge=0)
+    check_layers_rate: float = Field(default=1000.0, ge=0)
+    delete_rate: float = Field(
+        default=10.0, ge=0, description="BatchDeleteImage calls per second (no published quota)."
+    )
+    change_read_patience: float = Field(
+        default=0.02, ge=0, le=5, description="Seconds a spec change's reads wait to share a call with others."
+    )
+    drift_read_patience: float = Field(
+        default=1.0, ge=0, le=30, description="Seconds a drift check's reads wait to share a call with others."
+    )
+    drift_jitter: float = Field(
+        default=0.1, ge=0, le=1, description="Drift checks are spread over this fraction of their interval."
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 turns the metrics endpoint off.")
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside the pod
     watch_server_timeout: int = Field(default=300, ge=10)
@@ -48,5 +65,10 @@ class Settings(BaseSettings):
     annotation_prefix: str = "ecrtag.dev"
 
     @property
-    def drift_tick_delta(self) -> timedelta:
-        return timedelta(seconds=self.drift_tick)
+    def rates(self) -> dict[str, float]:
+        return {
+            "PutImage": self.put_image_rate,
+            "BatchGetImage": self.batch_get_image_rate,
+            "BatchCheckLayerAvailability": self.check_layers_rate,
+            "BatchDeleteImage": self.delete_rate,
+        }

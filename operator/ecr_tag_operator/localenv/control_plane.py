@@ -489,6 +489,10 @@ class ControlPlane(KubeCluster):
         self.startup_seconds: float | None = None
         self._resources: _Resources | None = None
         self._finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
+        # What restart() reuses: the same certificates, etcd ports (hence data directory) and apiserver port.
+        self._certs: _Certs | None = None
+        self._etcd_ports: tuple[int, int] | None = None
+        self._apiserver_port: int | None = None
         super().__init__(kubeconfig_path=Path(), kubectl_path=bin_dir / "kubectl")
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -531,9 +535,9 @@ class ControlPlane(KubeCluster):
         self._finalizer = weakref.finalize(self, res.release)
         try:
             deadline = began + self.start_timeout
-            certs = _generate_certs(res.tmp_dir / "certs")
+            certs = self._certs = _generate_certs(res.tmp_dir / "certs")
             etcd_url = self._start_etcd(res, deadline)
-            port = _free_port()
+            port = self._apiserver_port = _free_port()
             self._server_url = f"https://127.0.0.1:{port}"
             self.kubeconfig_path = res.tmp_dir / "admin.kubeconfig"
             _write_kubeconfig(
@@ -553,6 +557,40 @@ class ControlPlane(KubeCluster):
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - began
+
+    def restart(self, *, etcd: bool = True, kill: bool = False, downtime: float = 0.0) -> float:
+        """Stop kube-apiserver (and etcd too with ``etcd=True``), wait ``downtime`` seconds, then start
+        them again on the same ports with the same certificates and etcd data directory: stored objects,
+        resource versions and kubeconfigs stay valid, as after a control-plane upgrade or node reboot.
+
+        ``kill=True`` sends SIGKILL instead of SIGTERM (a crash rather than a graceful shutdown).
+        Returns the seconds from the stop until kube-apiserver answered /readyz again.
+        """
+        res = self._resources
+        if res is None or self._certs is None or self._etcd_ports is None or self._apiserver_port is None:
+            raise ControlPlaneError("control plane is not running")
+        began = time.monotonic()
+        for name in ("kube-apiserver", "etcd") if etcd else ("kube-apiserver",):
+            for entry in [e for e in res.processes if e[0] == name]:
+                res.processes.remove(entry)
+                if kill and entry[1].poll() is None:
+                    entry[1].kill()
+                    entry[1].wait()
+                _stop_process(entry[1], res.stop_grace)
+        if downtime > 0:
+            time.sleep(downtime)  # the outage asked for, not a wait for a condition
+        try:
+            deadline = time.monotonic() + self.start_timeout
+            etcd_url = (
+                self._start_etcd(res, deadline, ports=self._etcd_ports)
+                if etcd
+                else f"http://127.0.0.1:{self._etcd_ports[0]}"
+            )
+            self._start_apiserver(res, self._certs, etcd_url, self._apiserver_port, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return time.monotonic() - began
 
     def stop(self) -> None:
         """Terminate kube-apiserver and etcd (SIGTERM, SIGKILL after stop_timeout), reap them and
@@ -577,7 +615,7 @@ class ControlPlane(KubeCluster):
 
     def _spawn(self, res: _Resources, name: str, args: Sequence[str]) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = res.tmp_dir / f"{name}.log"
-        log = log_path.open("wb")
+        log = log_path.open("ab")  # appended: a restart keeps the earlier run's lines
         res.log_files.append(log)
         proc = subprocess.Popen(
             [str(self.bin_dir / name), *args],
@@ -590,8 +628,9 @@ class ControlPlane(KubeCluster):
         res.processes.append((name, proc))
         return proc, log_path
 
-    def _start_etcd(self, res: _Resources, deadline: float) -> str:
-        client, peer = _free_port(), _free_port()
+    def _start_etcd(self, res: _Resources, deadline: float, ports: tuple[int, int] | None = None) -> str:
+        client, peer = ports or (_free_port(), _free_port())
+        self._etcd_ports = (client, peer)
         client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
         proc, log = self._spawn(
             res,

@@ -1,0 +1,171 @@
+"""Coalesced and cached reads, and the client-side rate limit, with a counting fake ECR."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ecr_tag_operator.batching import ReadPolicy, SharedReads, read_policy
+from ecr_tag_operator.ecr import (
+    EcrCallError,
+    Failure,
+    Image,
+    ImageId,
+    Images,
+    LayerInfo,
+    Layers,
+    PutOutcome,
+    Registry,
+)
+from ecr_tag_operator.manifests import digest_of
+from ecr_tag_operator.ratelimit import RateLimits, TokenBucket
+
+WHERE = Registry("us-east-1", None)
+MANIFEST = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+DIGEST = digest_of(MANIFEST)
+
+
+class FakeEcr:
+    def __init__(self, fail: bool = False) -> None:
+        self.get_calls: list[list[ImageId]] = []
+        self.layer_calls: list[list[str]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def batch_get_image(self, where: Registry, repository: str, ids: Sequence[ImageId]) -> Images:
+        with self.lock:
+            self.get_calls.append(list(ids))
+        if self.fail:
+            raise EcrCallError(Failure("BatchGetImage", "RepositoryNotFoundException", "gone"))
+        images = [Image(ImageId(i.tag, DIGEST), MANIFEST, None) for i in ids if i.tag != "missing"]
+        failures = [Failure("BatchGetImage", "ImageNotFound", "no", image_id=i) for i in ids if i.tag == "missing"]
+        return Images(tuple(images), tuple(failures))
+
+    def check_layers(self, where: Registry, repository: str, digests: Sequence[str]) -> Layers:
+        with self.lock:
+            self.layer_calls.append(list(digests))
+        return Layers(tuple(LayerInfo(d, "AVAILABLE", 1) for d in digests if d != "gone"), ())
+
+    def put_image(self, *args: object) -> PutOutcome:
+        raise NotImplementedError
+
+    def delete_tags(self, *args: object) -> tuple[Failure, ...]:
+        raise NotImplementedError
+
+
+def many(reads: SharedReads, count: int, patience: float) -> list[Images]:
+    barrier = threading.Barrier(count)
+
+    def one(n: int) -> Images:
+        barrier.wait()
+        with read_policy(ReadPolicy(patience=patience)):
+            return reads.batch_get_image(WHERE, "team/app", [ImageId(f"t{n}"), ImageId("shared")])
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_concurrent_reads_share_calls_and_each_gets_its_own_answer() -> None:
+    fake = FakeEcr()
+    results = many(SharedReads(fake), 30, patience=0.5)
+    assert len(fake.get_calls) == 1
+    assert len(fake.get_calls[0]) == 31  # 30 distinct tags and the shared one, once
+    for n, result in enumerate(results):
+        assert {i.image_id.tag for i in result.images} == {f"t{n}", "shared"}
+
+
+def test_batches_hold_at_most_100_ids() -> None:
+    fake = FakeEcr()
+    many(SharedReads(fake), 120, patience=0.5)
+    assert all(len(call) <= 100 for call in fake.get_calls)
+    assert len(fake.get_calls) == 2
+    # 120 distinct tags, and the shared one once in each batch (a batch de-duplicates within itself)
+    assert sum(len(call) for call in fake.get_calls) == 122
+
+
+def test_impatient_reads_do_not_wait() -> None:
+    fake = FakeEcr()
+    reads = SharedReads(fake)
+    reads.batch_get_image(WHERE, "team/app", [ImageId("a")])
+    reads.batch_get_image(WHERE, "team/app", [ImageId("b")])
+    assert len(fake.get_calls) == 2
+
+
+def test_failures_go_to_who_asked() -> None:
+    fake = FakeEcr()
+    reads = SharedReads(fake)
+    got = reads.batch_get_image(WHERE, "team/app", [ImageId("missing"), ImageId("here")])
+    assert [f.image_id for f in got.failures] == [ImageId("missing")]
+    assert [i.image_id.tag for i in got.images] == ["here"]
+
+
+def test_a_whole_call_error_reaches_every_member() -> None:
+    reads = SharedReads(FakeEcr(fail=True))
+    errors: list[str] = []
+
+    def one(n: int) -> None:
+        with read_policy(ReadPolicy(patience=1.0)):
+            try:
+                reads.batch_get_image(WHERE, "team/app", [ImageId(f"t{n}")])
+            except EcrCallError as exc:
+                errors.append(exc.failure.code)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert errors == ["RepositoryNotFoundException"] * 5
+
+
+def test_manifests_read_by_digest_are_cached() -> None:
+    fake = FakeEcr()
+    reads = SharedReads(fake)
+    reads.batch_get_image(WHERE, "team/app", [ImageId("a")])
+    got = reads.batch_get_image(WHERE, "team/app", [ImageId(digest=DIGEST)])
+    assert len(fake.get_calls) == 1
+    assert got.images[0].manifest == MANIFEST
+    # Another repository has its own existence: not served from this one's cache.
+    reads.batch_get_image(WHERE, "team/other", [ImageId(digest=DIGEST)])
+    assert len(fake.get_calls) == 2
+
+
+def test_available_layers_are_cached_for_max_age_only() -> None:
+    now = [100.0]
+    fake = FakeEcr()
+    reads = SharedReads(fake, clock=lambda: now[0])
+    with read_policy(ReadPolicy(layer_max_age=60)):
+        reads.check_layers(WHERE, "team/app", ["a", "gone"])
+        reads.check_layers(WHERE, "team/app", ["a", "gone"])
+        assert fake.layer_calls == [["a", "gone"], ["gone"]]  # a missing layer is always re-checked
+        now[0] += 61
+        reads.check_layers(WHERE, "team/app", ["a"])
+    assert fake.layer_calls[-1] == ["a"]
+    reads.check_layers(WHERE, "team/app", ["a"])  # no max age given: no cache
+    assert len(fake.layer_calls) == 4
+
+
+def test_token_bucket_paces_to_the_rate() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=10, burst=10, clock=lambda: now[0], sleep=sleep)
+    for _ in range(30):
+        bucket.acquire()
+    assert len(slept) == 20  # the burst of 10 goes at once, the other 20 wait
+    assert now[0] == pytest.approx(2.0)  # ... at 10/s
+
+
+def test_rate_limits_are_per_account_region_and_operation() -> None:
+    limits = RateLimits({"PutImage": 1000.0})
+    assert limits.acquire(None, "us-east-1", "BatchGetImage") == 0.0
+    for account in ("111111111111", "222222222222"):
+        waited = [limits.acquire(account, "us-east-1", "PutImage") for _ in range(1000)]
+        assert max(waited) == 0.0
