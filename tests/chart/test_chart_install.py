@@ -1,0 +1,308 @@
+"""`helm install` into the real kube-apiserver: every object is created, and the ServiceAccount can do
+exactly what docs/rbac.md says. No node runs here, so the operator's pod never starts; what the
+Deployment would do is tested elsewhere."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecr_tag_operator.localenv.control_plane import KubeCluster
+from tests.chart.helm import CHART, SOURCE_CRD, VALUES_EVERYTHING, Helm, load_yaml, one
+
+pytestmark = pytest.mark.e2e
+
+CRD_NAME = "ecrimagetags.ecrtag.dev"
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    # RBAC bindings and admission policies reach the apiserver's caches through informers: poll.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+class Release:
+    def __init__(self, helm: Helm, cluster: KubeCluster, namespace: str) -> None:
+        self.helm = helm
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = f"eto-{uuid.uuid4().hex[:6]}"
+        self.fullname = f"{self.name}-ecr-tag-operator"
+        self.user = f"system:serviceaccount:{namespace}:{self.fullname}"
+
+    def _helm(self, *args: str) -> str:
+        return self.helm.run(
+            *args, "--namespace", self.namespace, "--kubeconfig", str(self.cluster.kubeconfig_path)
+        ).stdout
+
+    def install(self, *values: str) -> list[dict[str, object]]:
+        # The session's control plane already has the CRD (applied from crds/ without Helm's
+        # ownership marks): --take-ownership lets the release adopt it, as on a cluster that had it.
+        self._helm("install", self.name, str(CHART), "--take-ownership", *values)
+        manifest = self._helm("get", "manifest", self.name)
+        return [doc for doc in yaml.safe_load_all(manifest) if doc]
+
+    def uninstall(self) -> None:
+        self._helm("uninstall", self.name)
+
+    def can_i(self, *args: str) -> bool:
+        result = self.cluster.kubectl(
+            "auth",
+            "can-i",
+            *args,
+            f"--as={self.user}",
+            "--as-group=system:serviceaccounts",
+            f"--as-group=system:serviceaccounts:{self.namespace}",
+            "--as-group=system:authenticated",
+            check=False,
+        )
+        answer = result.stdout.strip()
+        assert answer in {"yes", "no"}, result.stderr
+        return answer == "yes"
+
+
+@pytest.fixture
+def release(helm: Helm, control_plane: KubeCluster, k8s_namespace: str) -> Iterator[Release]:
+    rel = Release(helm, control_plane, k8s_namespace)
+    try:
+        yield rel
+    finally:
+        helm.run(
+            "uninstall",
+            rel.name,
+            "--namespace",
+            rel.namespace,
+            "--kubeconfig",
+            str(control_plane.kubeconfig_path),
+            "--ignore-not-found",
+            check=False,
+        )
+
+
+@pytest.fixture
+def extra_namespaces(control_plane: KubeCluster) -> Iterator[list[str]]:
+    names = [f"team-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for name in names:
+        control_plane.kubectl("create", "namespace", name)
+    try:
+        yield names
+    finally:
+        for name in names:
+            control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def _assert_all_exist(cluster: KubeCluster, objs: list[dict[str, object]]) -> None:
+    assert objs
+    found = json.loads(cluster.kubectl("get", "-f", "-", "-o", "json", input=yaml.safe_dump_all(objs)).stdout)
+    items = found["items"] if found.get("kind") == "List" else [found]
+
+    def key(o: dict[str, object]) -> tuple[object, object, object]:
+        meta = o["metadata"]
+        assert isinstance(meta, dict)
+        return o["kind"], meta.get("namespace"), meta["name"]
+
+    assert sorted(map(key, items), key=str) == sorted(map(key, objs), key=str)
+
+
+def _ecr_image_tag(cluster: KubeCluster, namespace: str) -> str:
+    name = "web"
+    manifest = {
+        "apiVersion": "ecrtag.dev/v1alpha1",
+        "kind": "EcrImageTag",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"repositoryName": "team-a/web", "source": {"tag": "build-1"}, "tags": ["prod"]},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    return name
+
+
+def test_default_install_creates_every_object_and_grants_least_privilege(
+    release: Release, control_plane: KubeCluster, extra_namespaces: list[str]
+) -> None:
+    objs = release.install()
+    kinds = sorted(str(o["kind"]) for o in objs)
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    _assert_all_exist(control_plane, objs)
+    crd = json.loads(control_plane.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["spec"]["versions"][0]["schema"] == load_yaml(SOURCE_CRD)["spec"]["versions"][0]["schema"]
+
+    elsewhere = extra_namespaces[0]
+    # What the operator does, in any namespace (the first check waits for RBAC to propagate).
+    assert _eventually(
+        lambda: release.can_i("patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", elsewhere)
+    )
+    assert release.can_i("list", "ecrimagetags.ecrtag.dev", "--all-namespaces")
+    assert release.can_i("watch", "ecrimagetags.ecrtag.dev", "--all-namespaces")
+    assert release.can_i("patch", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
+    assert release.can_i("create", "events", "-n", elsewhere)
+    assert release.can_i("watch", "customresourcedefinitions.apiextensions.k8s.io")
+    # What it must not do.
+    assert not release.can_i("get", "secrets", "-n", release.namespace)
+    assert not release.can_i("list", "secrets", "--all-namespaces")
+    assert not release.can_i("update", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
+    assert not release.can_i("update", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", elsewhere)
+    assert not release.can_i("create", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
+    assert not release.can_i("delete", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
+    assert not release.can_i("get", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
+    assert not release.can_i("patch", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not release.can_i("list", "namespaces")
+    assert not release.can_i("patch", "events", "-n", elsewhere)
+
+    # Uninstalling keeps the CRD (helm.sh/resource-policy: keep) and removes the rest.
+    release.uninstall()
+    assert control_plane.kubectl("get", "crd", CRD_NAME, "-o", "name").stdout.strip()
+    gone = control_plane.kubectl("get", "clusterrole", release.fullname, check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
+
+
+class ServiceAccountClient:
+    """PATCHes as kopf sends them (no GET first, unlike kubectl), with a ServiceAccount's kubeconfig."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        config = json.loads(kubeconfig.read_text())  # written as JSON by service_account_kubeconfig
+        cluster = config["clusters"][0]["cluster"]
+        self.server = cluster["server"].rstrip("/")
+        self.token = config["users"][0]["user"]["token"]
+        if "certificate-authority-data" in cluster:
+            self.context = ssl.create_default_context(
+                cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+            )
+        else:
+            self.context = ssl.create_default_context(cafile=cluster.get("certificate-authority"))
+
+    def patch(self, path: str, body: object, *, json_patch: bool = False, dry_run: bool = False) -> tuple[int, str]:
+        url = f"{self.server}{path}{'?dryRun=All' if dry_run else ''}"
+        content_type = "application/json-patch+json" if json_patch else "application/merge-patch+json"
+        request = urllib.request.Request(  # noqa: S310 - the URL is the test cluster's https server
+            url,
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type},
+        )
+        try:
+            with urllib.request.urlopen(request, context=self.context, timeout=30) as response:  # noqa: S310
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def test_spec_write_guard_denies_the_service_account_spec_changes(
+    release: Release, control_plane: KubeCluster, extra_namespaces: list[str], tmp_path: Path
+) -> None:
+    release.install("--set", "crds.install=false")
+    ns = extra_namespaces[0]
+    name = _ecr_image_tag(control_plane, ns)
+    # The ServiceAccount's own token, as the operator's pod would use it.
+    sa = ServiceAccountClient(
+        control_plane.service_account_kubeconfig(release.fullname, release.namespace, tmp_path / "sa.kubeconfig")
+    )
+    path = f"/apis/ecrtag.dev/v1alpha1/namespaces/{ns}/ecrimagetags/{name}"
+    spec_patch = {"spec": {"tags": ["latest"]}}
+
+    def denied() -> bool:
+        code, body = sa.patch(path, spec_patch, dry_run=True)
+        return code == 403 and "never its spec" in body
+
+    assert _eventually(denied), sa.patch(path, spec_patch, dry_run=True)
+    # What kopf writes still goes through: annotations, its finalizer (a JSON patch), and status.
+    assert sa.patch(path, {"metadata": {"annotations": {"ecrtag.dev/probe": "1"}}})[0] == 200
+    finalizer = [{"op": "add", "path": "/metadata/finalizers", "value": ["ecrtag.dev/finalizer"]}]
+    assert sa.patch(path, finalizer, json_patch=True)[0] == 200
+    assert sa.patch(f"{path}/status", {"status": {"observedGeneration": 1}})[0] == 200
+    stored = json.loads(control_plane.kubectl("get", "ecrimagetag", name, "-n", ns, "-o", "json").stdout)
+    assert stored["spec"]["tags"] == ["prod"]
+    assert stored["metadata"]["annotations"]["ecrtag.dev/probe"] == "1"
+    assert stored["metadata"]["finalizers"] == ["ecrtag.dev/finalizer"]
+    assert stored["status"]["observedGeneration"] == 1
+    # RBAC alone would have let the spec patch through: patch is granted, and RBAC cannot see fields.
+    assert release.can_i("patch", "ecrimagetags.ecrtag.dev", "-n", ns)
+    # The guard is the ServiceAccount's alone: an administrator may still change the spec.
+    control_plane.kubectl(
+        "patch", "ecrimagetag", name, "-n", ns, "--type=merge", "-p", json.dumps(spec_patch), "--dry-run=server"
+    )
+    # Clean up: no operator runs here to release the finalizer.
+    control_plane.kubectl(
+        "patch", "ecrimagetag", name, "-n", ns, "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]'
+    )
+
+
+def test_watch_namespaces_install_grants_only_those_namespaces(
+    release: Release, control_plane: KubeCluster, extra_namespaces: list[str]
+) -> None:
+    watched, other = extra_namespaces[:2], extra_namespaces[2]
+    objs = release.install("--set", "crds.install=false", "--set", f"watchNamespaces={{{','.join(watched)}}}")
+    roles = [o for o in objs if o["kind"] in {"Role", "RoleBinding"}]
+    assert len(roles) == 4
+    _assert_all_exist(control_plane, objs)
+
+    for ns in watched:
+        can_patch_status = functools.partial(
+            release.can_i, "patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", ns
+        )
+        assert _eventually(can_patch_status)
+        assert release.can_i("list", "ecrimagetags.ecrtag.dev", "-n", ns)
+        assert release.can_i("watch", "ecrimagetags.ecrtag.dev", "-n", ns)
+        assert release.can_i("create", "events", "-n", ns)
+        assert not release.can_i("update", "ecrimagetags.ecrtag.dev", "-n", ns)
+        assert not release.can_i("get", "secrets", "-n", ns)
+    assert not release.can_i("patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", other)
+    assert not release.can_i("list", "ecrimagetags.ecrtag.dev", "-n", other)
+    assert not release.can_i("create", "events", "-n", other)
+    assert not release.can_i("list", "ecrimagetags.ecrtag.dev", "--all-namespaces")
+    assert release.can_i("watch", "customresourcedefinitions.apiextensions.k8s.io")
+
+
+def test_rendered_crd_is_accepted_by_the_api_server(helm: Helm, control_plane: KubeCluster) -> None:
+    rendered = helm.run(*helm.template_args("--show-only", "templates/crd.yaml")).stdout
+    result = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}" in result.stdout
+
+
+@pytest.mark.parametrize("values", [(), ("-f", str(VALUES_EVERYTHING))], ids=["defaults", "everything"])
+def test_pod_passes_restricted_pod_security_admission(
+    helm: Helm, control_plane: KubeCluster, k8s_namespace: str, values: tuple[str, ...]
+) -> None:
+    # The API server's own PodSecurity admission judges the pod, in a namespace enforcing "restricted".
+    control_plane.kubectl("label", "namespace", k8s_namespace, "pod-security.kubernetes.io/enforce=restricted")
+    deployment = one(helm.template(*values, namespace=k8s_namespace), "Deployment")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "operator", "namespace": k8s_namespace},
+        "spec": deployment["spec"]["template"]["spec"],
+    }
+    result = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    # The check is live: one relaxed field and the same pod is refused.
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in refused.stderr
