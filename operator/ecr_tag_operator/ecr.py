@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
+import botocore.session
 
 from . import metrics
 from .manifests import ACCEPTED_MEDIA_TYPES
@@ -122,10 +124,12 @@ class PutOutcome:
 
 @dataclass(frozen=True)
 class Registry:
-    """Where a repository lives: region and account (None = the credentials' own account)."""
+    """Where a repository lives: region and account (None = the credentials' own account), and the
+    IAM role to assume for it (None = the operator's own credentials)."""
 
     region: str
     registry_id: str | None
+    role_arn: str | None = None
 
 
 class EcrCallError(Exception):
@@ -168,7 +172,7 @@ class Boto3Ecr:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._clients: dict[str, ECRClient] = {}
+        self._clients: dict[tuple[str, str | None], ECRClient] = {}
         self._lock = threading.Lock()
         self._limits = RateLimits(settings.rates)
         self._config = botocore.config.Config(
@@ -179,19 +183,19 @@ class Boto3Ecr:
             user_agent_extra="ecr-tag-operator",
         )
 
-    def _client(self, region: str) -> ECRClient:
+    def _client(self, region: str, role_arn: str | None = None) -> ECRClient:
         with self._lock:
-            client = self._clients.get(region)
+            client = self._clients.get((region, role_arn))
             if client is None:
-                session = boto3.session.Session()
+                session = boto3.session.Session(botocore_session=_assuming(role_arn) if role_arn else None)
                 client = session.client(
                     "ecr", region_name=region, endpoint_url=self._settings.endpoint_url, config=self._config
                 )
-                self._clients[region] = client
+                self._clients[(region, role_arn)] = client
             return client
 
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
-        client = self._client(where.region)
+        client = self._client(where.region, where.role_arn)
         method = getattr(client, _SNAKE[operation])
         self._limits.acquire(where.registry_id, where.region, operation)
         started = time.monotonic()
@@ -328,6 +332,34 @@ class Boto3Ecr:
                     )
                 )
         return tuple(failures)
+
+
+class _AssumedRole(botocore.credentials.CredentialProvider):
+    METHOD = "assume-role"
+
+    def __init__(self, fetcher: botocore.credentials.AssumeRoleCredentialFetcher) -> None:
+        super().__init__()
+        self._fetcher = fetcher
+
+    def load(self) -> botocore.credentials.DeferredRefreshableCredentials:
+        return botocore.credentials.DeferredRefreshableCredentials(
+            refresh_using=self._fetcher.fetch_credentials, method=self.METHOD
+        )
+
+
+def _assuming(role_arn: str) -> botocore.session.Session:
+    """A botocore session whose credentials come from STS AssumeRole on the operator's own
+    credentials, cached and refreshed by botocore before they expire."""
+    base = botocore.session.Session()
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        client_creator=base.create_client,
+        source_credentials=base.get_credentials(),
+        role_arn=role_arn,
+        extra_args={"RoleSessionName": "ecr-tag-operator"},
+    )
+    session = botocore.session.Session()
+    session.get_component("credential_provider").insert_before("env", _AssumedRole(fetcher))
+    return session
 
 
 def _with_tag(failure: Failure, tag: str) -> Failure:

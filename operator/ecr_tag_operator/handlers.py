@@ -1,19 +1,22 @@
-"""kopf entry points, and only those: parse the spec, reconcile, patch status, post events."""
+"""kopf entry points, and only those: parse the spec, decide who may act, reconcile, patch status,
+post events."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import kopf
 
 from . import metrics
+from .authz import ALLOWED_REPOSITORIES, ASSUME_ROLE, forbidden, parse_patterns, patterns_for, role_for
 from .batching import ReadPolicy, read_policy
 from .ecr import EcrCallError
-from .planner import TRANSIENT_REASONS, assess_invalid_spec
-from .reconcile import Result, finalize, reconcile
+from .ownership import Claim, ClaimKey, claim_of, claims, contested
+from .planner import TRANSIENT_REASONS, Assessment, assess_refusal
+from .reconcile import finalize, reconcile
 from .runtime import Runtime, runtime_of
 from .settings import Settings
 from .spec import EcrImageTagSpec, SpecError, parse_spec
@@ -23,6 +26,12 @@ GROUP, VERSION, PLURAL = "ecrtag.dev", "v1alpha1", "ecrimagetags"
 # Each resource's timer wakes this often and checks whether its own driftCheckInterval has passed:
 # kopf fixes a timer's interval at import time, while the interval is set per resource.
 DRIFT_TICK = 15.0
+
+# kopf passes each index as a keyword named after its function; typed as plain mappings here, and
+# defaulted so that the handlers still fit kopf's callback protocols.
+TagClaims = Mapping[ClaimKey, Iterable[Claim]]
+NamespaceRules = Mapping[str, Iterable[dict[str, str]]]
+_NONE: Mapping[Any, Any] = {}
 
 
 @kopf.on.startup()
@@ -47,6 +56,37 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     logger.info("ecr-tag-operator started: region=%s, metrics port %s", ours.region, ours.metrics_port or "off")
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[ClaimKey, Claim]:
+    """Every resource's claims on (registry, region, repository, tag), for deciding owners."""
+    return claims(meta, spec, runtime_of(memo).settings.region)
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_rules(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, dict[str, str]]:
+    """The ecrtag.dev annotations cluster admins put on namespaces."""
+    return {name: {k: v for k, v in annotations.items() if k in (ALLOWED_REPOSITORIES, ASSUME_ROLE)}}
+
+
+def _first(store: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    return next(iter(store or ()), {})
+
+
+def _patch_assessment(
+    patch: kopf.Patch, status: Mapping[str, Any], meta: kopf.Meta, runtime: Runtime, assessment: Assessment
+) -> None:
+    patch.status["conditions"] = merge_conditions(
+        status.get("conditions") or [],
+        assessment.conditions,
+        runtime.clock(),
+        meta.get("generation"),
+        runtime.settings.max_message_length,
+    )
+    patch.status["observedGeneration"] = meta.get("generation")
+    if assessment.tags:
+        patch.status["tags"] = [{"tag": t.tag, "inSync": False, "reason": t.reason} for t in assessment.tags]
+
+
 def _parse(
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
@@ -60,17 +100,22 @@ def _parse(
         return parse_spec(spec)
     except SpecError as exc:
         message = str(exc)
-        patch.status["conditions"] = merge_conditions(
-            status.get("conditions") or [],
-            assess_invalid_spec(message).conditions,
-            runtime.clock(),
-            meta.get("generation"),
-            runtime.settings.max_message_length,
-        )
-        patch.status["observedGeneration"] = meta.get("generation")
+        _patch_assessment(patch, status, meta, runtime, assess_refusal("InvalidSpec", message))
         kopf.warn(body, reason="InvalidSpec", message=trim(message, runtime.settings.max_message_length))
         metrics.RECONCILES.labels("spec", "invalid").inc()
         raise kopf.PermanentError(message) from None
+
+
+def _permission(
+    parsed: EcrImageTagSpec, namespace: str, rules: NamespaceRules, runtime: Runtime
+) -> tuple[str | None, str | None]:
+    """(role ARN or None, None) when the namespace may act on this spec, else (None, why not)."""
+    annotations = _first(rules.get(namespace))
+    default = parse_patterns(runtime.settings.allowed_repositories)
+    why = forbidden(parsed, patterns_for(annotations, default), namespace)
+    if why:
+        return None, why
+    return role_for(annotations, parse_patterns(runtime.settings.allowed_role_arns), namespace)
 
 
 def _ready_reason(status: Mapping[str, Any]) -> str | None:
@@ -78,6 +123,11 @@ def _ready_reason(status: Mapping[str, Any]) -> str | None:
         if cond.get("type") == "Ready":
             return str(cond.get("reason"))
     return None
+
+
+def _contested(parsed: EcrImageTagSpec, meta: kopf.Meta, index: TagClaims, runtime: Runtime) -> dict[str, str]:
+    me = claim_of(meta, parsed, runtime.settings.region)
+    return contested(parsed, me, lambda key: index.get(key, ()), runtime.settings.region)
 
 
 def _run(
@@ -89,7 +139,19 @@ def _run(
     patch: kopf.Patch,
     runtime: Runtime,
     logger: kopf.Logger,
-) -> Result:
+    tag_claims: TagClaims,
+    namespace_rules: NamespaceRules,
+) -> None:
+    role_arn, why_not = _permission(parsed, str(meta.get("namespace")), namespace_rules, runtime)
+    if why_not:
+        # Refused before any ECR call: the namespace is not allowed this repository or role.
+        _patch_assessment(patch, status, meta, runtime, assess_refusal("Forbidden", why_not, parsed))
+        patch.status["lastSyncTime"] = None
+        if _ready_reason(status) != "Forbidden":
+            kopf.warn(body, reason="Forbidden", message=trim(why_not, runtime.settings.max_message_length))
+        metrics.RECONCILES.labels(trigger, "forbidden").inc()
+        return
+    owners = _contested(parsed, meta, tag_claims, runtime)
     patience = (
         runtime.settings.drift_read_patience
         if trigger in ("drift", "resume")
@@ -98,7 +160,15 @@ def _run(
     policy = ReadPolicy(patience=patience, layer_max_age=parsed.drift_check_interval.total_seconds())
     with runtime.lock_for(str(meta.get("uid"))), read_policy(policy):
         result = reconcile(
-            runtime.ecr, parsed, status, runtime.settings, runtime.clock(), meta.get("generation"), logger
+            runtime.ecr,
+            parsed,
+            status,
+            runtime.settings,
+            runtime.clock(),
+            meta.get("generation"),
+            logger,
+            contested=owners,
+            role_arn=role_arn,
         )
     for key, value in result.status.items():
         patch.status[key] = value
@@ -111,9 +181,8 @@ def _run(
     ready = assessment.ready
     if ready.status == "False" and ready.reason not in TRANSIENT_REASONS and ready.reason != _ready_reason(status):
         kopf.warn(body, reason=ready.reason, message=trim(ready.message, runtime.settings.max_message_length))
-    states = assessment.tags
     metrics.RECONCILES.labels(trigger, "transient" if result.transient else ready.status.lower()).inc()
-    metrics.observe_tags(str(meta.get("uid")), states)
+    metrics.observe_tags(str(meta.get("uid")), assessment.tags)
     if result.transient is not None:
         # The drift timer retries on its next tick when the last sync time is left as it was.
         patch.status.pop("lastSyncTime", None)
@@ -121,7 +190,6 @@ def _run(
             f"{result.transient.operation}: {result.transient.code}",
             delay=runtime.settings.transient_retry_delay,
         )
-    return result
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -136,6 +204,8 @@ def reconcile_spec(
     memo: kopf.Memo,
     logger: kopf.Logger,
     reason: str,
+    tag_claims: TagClaims = _NONE,
+    namespace_rules: NamespaceRules = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -144,7 +214,7 @@ def reconcile_spec(
         # Seen and synced before the restart: the drift timer checks it when due, so a restart of
         # the operator does not read every resource at once.
         return
-    _run(str(reason), parsed, status, meta, body, patch, runtime, logger)
+    _run(str(reason), parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
 
 
 def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime, uid: str, jitter: float) -> bool:
@@ -158,7 +228,11 @@ def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime,
     except ValueError:
         return True
     spread = (zlib.crc32(uid.encode()) % 1000) / 1000 * jitter
-    return now - when >= parsed.drift_check_interval * (1 + spread)
+    return bool(now - when >= parsed.drift_check_interval * (1 + spread))
+
+
+def _conflicts_in_status(status: Mapping[str, Any]) -> set[str]:
+    return {str(t.get("tag")) for t in status.get("tags") or [] if t.get("reason") == "TagConflict"}
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK, initial_delay=DRIFT_TICK)
@@ -170,6 +244,8 @@ def drift_check(
     patch: kopf.Patch,
     memo: kopf.Memo,
     logger: kopf.Logger,
+    tag_claims: TagClaims = _NONE,
+    namespace_rules: NamespaceRules = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -177,13 +253,16 @@ def drift_check(
         parsed = parse_spec(spec)
     except SpecError:
         return  # already reported by the spec handler; nothing to check until the spec changes
+    if meta.get("generation") != status.get("observedGeneration"):
+        return  # the spec handler has a change to handle first
+    # A tag's owner changed (the winner was deleted or let the tag go): act now, not at the next drift.
+    ownership_changed = set(_contested(parsed, meta, tag_claims, runtime)) != _conflicts_in_status(status)
+    forbidden_before = _ready_reason(status) == "Forbidden"
     uid, jitter = str(meta.get("uid")), runtime.settings.drift_jitter
-    if meta.get("generation") != status.get("observedGeneration") or not drift_due(
-        status, parsed, runtime.clock(), uid, jitter
-    ):
+    if not (ownership_changed or forbidden_before or drift_due(status, parsed, runtime.clock(), uid, jitter)):
         return
     try:
-        _run("drift", parsed, status, meta, body, patch, runtime, logger)
+        _run("drift", parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
     except kopf.TemporaryError as exc:
         logger.warning("drift check deferred: %s", exc)  # the next tick retries
 
@@ -200,33 +279,38 @@ def delete_tags(
     body: kopf.Body,
     memo: kopf.Memo,
     logger: kopf.Logger,
+    tag_claims: TagClaims = _NONE,
+    namespace_rules: NamespaceRules = _NONE,
     **_: Any,
 ) -> None:
     """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image."""
     runtime = runtime_of(memo)
+    limit = runtime.settings.max_message_length
+    uid = str(meta.get("uid"))
     try:
         parsed = parse_spec(spec)
     except SpecError as exc:
-        kopf.warn(body, reason="TagsRetained", message=f"spec is invalid, no tag deleted: {exc}")
+        kopf.warn(body, reason="TagsRetained", message=trim(f"spec is invalid, no tag deleted: {exc}", limit))
+        return
+    role_arn, why_not = _permission(parsed, str(meta.get("namespace")), namespace_rules, runtime)
+    if why_not:
+        kopf.warn(body, reason="TagsRetained", message=trim(f"no tag deleted: {why_not}", limit))
         return
     try:
-        with runtime.lock_for(str(meta.get("uid"))):
-            done = finalize(runtime.ecr, parsed, status, runtime.settings, logger)
+        with runtime.lock_for(uid):
+            owners = _contested(parsed, meta, tag_claims, runtime)
+            done = finalize(runtime.ecr, parsed, status, runtime.settings, logger, role_arn, owners)
     except EcrCallError as exc:
         if exc.transient:
             raise kopf.TemporaryError(str(exc), delay=runtime.settings.transient_retry_delay) from exc
         # Blocking deletion forever would help nobody: say what was left, and let the object go.
-        kopf.warn(
-            body,
-            reason="TagsRetained",
-            message=trim(f"no tag deleted: {exc}", runtime.settings.max_message_length),
-        )
+        kopf.warn(body, reason="TagsRetained", message=trim(f"no tag deleted: {exc}", limit))
         return
     finally:
-        runtime.forget(str(meta.get("uid")))
-        metrics.forget_tags(str(meta.get("uid")))
+        runtime.forget(uid)
+        metrics.forget_tags(uid)
     if done.deleted:
         kopf.info(body, reason="TagsDeleted", message=f"deleted {', '.join(done.deleted)}")
     if done.retained:
         kept = "; ".join(f"{tag}: {why}" for tag, why in done.retained)
-        kopf.warn(body, reason="TagsRetained", message=trim(f"kept {kept}", runtime.settings.max_message_length))
+        kopf.warn(body, reason="TagsRetained", message=trim(f"kept {kept}", limit))

@@ -78,10 +78,12 @@ def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> S
     return SourceImage(image.manifest, image.media_type or parsed.media_type, parsed)
 
 
-def observe(ecr: EcrApi, spec: EcrImageTagSpec, region: str, released: Sequence[str] = ()) -> Observation:
+def observe(
+    ecr: EcrApi, spec: EcrImageTagSpec, region: str, released: Sequence[str] = (), role_arn: str | None = None
+) -> Observation:
     """Read everything the planner needs. Whole-call failures raise EcrCallError."""
-    source_at = Registry(region, spec.source_registry)
-    target_at = Registry(region, spec.registry_id)
+    source_at = Registry(region, spec.source_registry, role_arn)
+    target_at = Registry(region, spec.registry_id, role_arn)
     asked = ImageId(spec.source.tag, spec.source.digest)
     tags = list(dict.fromkeys([*spec.tags, *released]))
     tag_ids = [ImageId(tag=t) for t in tags]

@@ -273,25 +273,22 @@ def _ready(
     return Condition("Ready", "True", "InSync", tags.message)
 
 
-def assess_call_failure(failure: Failure) -> Assessment:
+def assess_call_failure(spec: EcrImageTagSpec, failure: Failure) -> Assessment:
     """A whole ECR call failed before anything could be planned (repository missing, access denied,
-    throttled beyond botocore's retries): only Ready can be said."""
+    throttled beyond botocore's retries): only Ready can be said, and no tag is known to be in sync."""
     reason = reason_for(failure.code)
+    message = f"ECR answered {failure.operation} with {failure.code}: {failure.message}"
     return Assessment(
-        (
-            Condition(
-                "Ready",
-                "False",
-                reason,
-                f"ECR answered {failure.operation} with {failure.code}: {failure.message}",
-            ),
-        ),
+        (Condition("Ready", "False", reason, message),),
+        tags=tuple(TagState(tag, None, False, reason) for tag in spec.tags),
         failures=(failure,),
     )
 
 
-def assess_invalid_spec(message: str) -> Assessment:
-    return Assessment((Condition("Ready", "False", "InvalidSpec", message),))
+def assess_refusal(reason: str, message: str, spec: EcrImageTagSpec | None = None) -> Assessment:
+    """The operator will not act (an invalid spec, a namespace not allowed the repository)."""
+    tags = tuple(TagState(tag, None, False, reason) for tag in spec.tags) if spec else ()
+    return Assessment((Condition("Ready", "False", reason, message),), tags=tags)
 
 
 def plan_deletion(

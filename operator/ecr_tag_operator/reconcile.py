@@ -102,20 +102,21 @@ def reconcile(
     generation: int | None,
     log: logging.Logger | logging.LoggerAdapter[Any],
     contested: Mapping[str, str] | None = None,
+    role_arn: str | None = None,
 ) -> Result:
     region = spec.region or settings.region
-    where = Registry(region, spec.registry_id)
+    where = Registry(region, spec.registry_id, role_arn)
     prev_tags = previous_tags(status)
     released: Sequence[str] = [t for t in prev_tags if t not in spec.tags]
     obs: Observation | None = None
     try:
-        obs = observe(ecr, spec, region, released)
+        obs = observe(ecr, spec, region, released, role_arn)
         the_plan = plan(spec, obs, prev_tags, previous_digest(status), contested)
         outcomes = _execute(ecr, spec, where, obs, the_plan, log)
         assessment = assess(spec, obs, the_plan, outcomes, contested)
         transient = outcomes.interrupted
     except EcrCallError as exc:
-        assessment = assess_call_failure(exc.failure)
+        assessment = assess_call_failure(spec, exc.failure)
         transient = exc.failure if exc.transient else None
         obs = None
     body = render(
@@ -143,13 +144,18 @@ def finalize(
     status: Mapping[str, Any],
     settings: Settings,
     log: logging.Logger | logging.LoggerAdapter[Any],
+    role_arn: str | None = None,
+    contested: Mapping[str, str] | None = None,
 ) -> Finalized:
-    """Delete the tags that still point at this resource's image; EcrCallError when a call fails."""
-    where = Registry(spec.region or settings.region, spec.registry_id)
+    """Delete the tags that still point at this resource's image and that no other resource owns;
+    EcrCallError when a call fails."""
+    where = Registry(spec.region or settings.region, spec.registry_id, role_arn)
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
     got = ecr.batch_get_image(where, spec.repository_name, [ImageId(tag=t) for t in tags])
     digests = {img.image_id.tag: img.digest for img in got.images if img.image_id.tag}
-    delete, kept = plan_deletion(tags, digests, previous_digest(status))
+    owned = [t for t in tags if t not in (contested or {})]
+    delete, kept = plan_deletion(owned, digests, previous_digest(status))
+    kept += tuple((t, f"owned by {owner}") for t, owner in (contested or {}).items() if t in tags)
     failures = ecr.delete_tags(where, spec.repository_name, delete) if delete else ()
     failed = {f.tag: f"{f.code}: {f.message}" for f in failures}
     for tag in delete:

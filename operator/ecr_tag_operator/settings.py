@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside the pod
     watch_server_timeout: int = Field(default=300, ge=10)
     watch_client_timeout: int = Field(default=330, ge=10)
+    allowed_repositories: str = Field(
+        default="*",
+        description="Comma-separated globs of repositories any namespace may use, unless the namespace's "
+        "ecrtag.dev/allowed-repositories annotation says otherwise; '' allows nothing by default.",
+    )
+    allowed_role_arns: str = Field(
+        default="",
+        description="Comma-separated globs of IAM role ARNs a namespace's ecrtag.dev/assume-role-arn may name.",
+    )
     finalizer: str = "ecrtag.dev/finalizer"
     annotation_prefix: str = "ecrtag.dev"
 
