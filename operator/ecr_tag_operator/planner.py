@@ -57,6 +57,7 @@ class TagState:
     digest: str | None
     in_sync: bool
     reason: str | None = None
+    owner: str | None = None  # namespace/name of the resource that owns the tag, when another does
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def assess(
                 reason = reason_for(outcomes.interrupted.code)
             else:
                 reason = "NotInSync"
-        states.append(TagState(tag, now, in_sync, reason))
+        states.append(TagState(tag, now, in_sync, reason, contested.get(tag)))
     failures.extend(outcomes.delete_failures)
     if outcomes.interrupted is not None:
         failures.append(outcomes.interrupted)
@@ -241,7 +242,9 @@ def _tags_condition(spec: EcrImageTagSpec, digest: str | None, states: Sequence[
     # The most telling reason: a failure ECR named beats drift, drift beats "not yet".
     reasons = [s.reason or "NotInSync" for s in behind]
     reason = next((r for r in reasons if r not in ("Drifted", "NotInSync")), reasons[0])
-    detail = _listing([f"{s.tag} ({_short(s.digest)}: {s.reason})" for s in behind])
+    detail = _listing(
+        [f"{s.tag} (owned by {s.owner})" if s.owner else f"{s.tag} ({_short(s.digest)}: {s.reason})" for s in behind]
+    )
     verb = "in Observe mode, " if spec.mode == "Observe" else ""
     return Condition(
         "TagsInSync",

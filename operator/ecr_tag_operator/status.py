@@ -99,6 +99,7 @@ def render(
             {"tag": t.tag, "inSync": t.in_sync}
             | ({"digest": t.digest} if t.digest else {})
             | ({"reason": t.reason} if t.reason else {})
+            | ({"owner": t.owner} if t.owner else {})
             for t in assessment.tags
         ]
     src = obs.source if obs else None

@@ -261,3 +261,33 @@ def test_throttled_put_is_transient_and_converges(h: Harness) -> None:
     assert result.transient is None
     assert result.status["failures"] == []
     assert h.tag_digest("team/app", "prod") == img.digest
+
+
+def test_conflicting_resources_never_fight_over_ten_drift_cycles(h: Harness) -> None:
+    from ecr_tag_operator.ownership import claim_of, claims, contested
+
+    one = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=21)
+    ecr_seed.push(h.client, "team/app", "build-2", "docker", seed=22)
+    resources = {
+        "a": ({"name": "a", "namespace": "n1", "creationTimestamp": "2026-01-01T00:00:00Z"}, "build-1"),
+        "b": ({"name": "b", "namespace": "n2", "creationTimestamp": "2026-01-02T00:00:00Z"}, "build-2"),
+    }
+    raw = {k: {"repositoryName": "team/app", "source": {"tag": t}, "tags": ["prod"]} for k, (_, t) in resources.items()}
+    index: dict[Any, list[Any]] = {}
+    for k, (meta, _) in resources.items():
+        for key, claim in claims(meta, raw[k], "us-east-1").items():
+            index.setdefault(key, []).append(claim)
+    statuses: dict[str, dict[str, Any]] = {"a": {}, "b": {}}
+    h.server.control.reset_calls()
+    for _cycle in range(10):
+        for k, (meta, _) in resources.items():
+            spec = parse_spec(raw[k])
+            owners = contested(spec, claim_of(meta, spec, "us-east-1"), lambda key: index.get(key, []), "us-east-1")
+            result = reconcile(h.ecr, spec, statuses[k], h.settings, NOW, 1, LOG, contested=owners)
+            statuses[k] = {**statuses[k], **result.status}
+    assert h.puts("team/app") == 1
+    assert h.tag_digest("team/app", "prod") == one.digest
+    ready_b = next(c for c in statuses["b"]["conditions"] if c["type"] == "Ready")
+    assert (ready_b["status"], ready_b["reason"]) == ("False", "TagConflict")
+    assert "n1/a" in ready_b["message"]
+    assert next(c for c in statuses["a"]["conditions"] if c["type"] == "Ready")["status"] == "True"

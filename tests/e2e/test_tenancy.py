@@ -1,0 +1,113 @@
+"""Many tenants on one cluster: tag ownership between resources, and repository rules per namespace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ecr_tag_operator.localenv import ecr_seed
+from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
+from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from tests.plugins.ecr_server import aws_client
+
+from .helpers import condition, eit, get, tag_digest, unique, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ecr_session_client(ecr_server: RunningEmulator) -> Any:
+    return aws_client(ecr_server.endpoint_url, "ecr", 3)
+
+
+def ready(cluster: KubeCluster, ns: str, name: str, status: str, reason: str) -> dict[str, Any] | None:
+    obj = get(cluster, ns, name)
+    cond = condition(obj, "Ready")
+    ok = cond.get("status") == status and cond.get("reason") == reason
+    return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+
+
+def test_conflicting_claims_the_oldest_wins_and_the_next_takes_over(
+    control_plane: KubeCluster,
+    k8s_namespace: str,
+    operator_process: OperatorProcess,
+    ecr_server: RunningEmulator,
+    ecr_session_client: Any,
+) -> None:
+    repo = unique("e2e/owned")
+    one = ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo + "1")
+    two = ecr_seed.push(ecr_session_client, repo, "build-2", "docker", seed=repo + "2")
+    control_plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=eit("first", k8s_namespace, repositoryName=repo, source={"tag": "build-1"}, tags=["prod"]),
+    )
+    wait_for("first Ready", lambda: ready(control_plane, k8s_namespace, "first", "True", "InSync"))
+    control_plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=eit("second", k8s_namespace, repositoryName=repo, source={"tag": "build-2"}, tags=["prod", "mine"]),
+    )
+    loser = wait_for("second refused", lambda: ready(control_plane, k8s_namespace, "second", "False", "TagConflict"))
+    assert f"owned by {k8s_namespace}/first" in condition(loser, "Ready")["message"]
+    tags = {t["tag"]: t for t in loser["status"]["tags"]}
+    assert tags["prod"]["owner"] == f"{k8s_namespace}/first"
+    assert tags["mine"]["inSync"] is True  # an uncontested tag of the loser is still served
+    assert tag_digest(ecr_session_client, repo, "prod") == one.digest
+    puts = ecr_server.control.calls().of("PutImage", repo)
+    events = json.loads(
+        control_plane.kubectl(
+            "get", "events", "-n", k8s_namespace, "-o", "json", "--field-selector", "reason=TagConflict"
+        ).stdout
+    )
+    assert [e["involvedObject"]["name"] for e in events["items"]] == ["second"]
+
+    control_plane.kubectl("delete", "ecrimagetag", "first", "-n", k8s_namespace)
+    # The loser's timer notices the owner is gone on its next tick (15 s) and takes the tag over.
+    wait_for("second takes over", lambda: ready(control_plane, k8s_namespace, "second", "True", "InSync"), timeout=60)
+    assert tag_digest(ecr_session_client, repo, "prod") == two.digest
+    assert ecr_server.control.calls().of("PutImage", repo) == puts + 1
+
+
+def test_namespace_rules_forbid_other_repositories_without_any_ecr_call(
+    control_plane: KubeCluster,
+    k8s_namespace: str,
+    operator_process: OperatorProcess,
+    ecr_server: RunningEmulator,
+    ecr_session_client: Any,
+) -> None:
+    allowed, refused = unique("team-a/web"), unique("team-b/web")
+    for repo in (allowed, refused):
+        ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo)
+    control_plane.kubectl(
+        "annotate", "namespace", k8s_namespace, "ecrtag.dev/allowed-repositories=team-a/*,shared/base"
+    )
+    before = ecr_server.control.calls()
+    control_plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=eit("theirs", k8s_namespace, repositoryName=refused, source={"tag": "build-1"}, tags=["p"]),
+    )
+    obj = wait_for("Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "False", "Forbidden"))
+    assert f"may not use target repository {refused}" in condition(obj, "Ready")["message"]
+    after = ecr_server.control.calls()
+    for op in ("BatchGetImage", "BatchCheckLayerAvailability", "PutImage"):
+        assert after.of(op, refused) == before.of(op, refused), op
+    control_plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=eit("ours", k8s_namespace, repositoryName=allowed, source={"tag": "build-1"}, tags=["p"]),
+    )
+    wait_for("allowed Ready", lambda: ready(control_plane, k8s_namespace, "ours", "True", "InSync"))
+    # Widening the rule lets the refused resource through at its next timer tick.
+    control_plane.kubectl(
+        "annotate", "--overwrite", "namespace", k8s_namespace, "ecrtag.dev/allowed-repositories=team-a/*,team-b/*"
+    )
+    wait_for("no longer Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "True", "InSync"), timeout=60)
