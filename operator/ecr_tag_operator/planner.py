@@ -58,6 +58,7 @@ class TagState:
     in_sync: bool
     reason: str | None = None
     owner: str | None = None  # namespace/name of the resource that owns the tag, when another does
+    message: str | None = None  # ECR's words, when ECR refused the tag
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def assess(
     for tag in spec.tags:
         now = obs.tag_digests.get(tag)
         reason: str | None = None
+        message: str | None = None
         outcome = put_by_tag.get(tag)
         if src is not None and outcome is not None:
             if outcome.result == "put":
@@ -203,6 +205,7 @@ def assess(
             elif outcome.failure is not None:
                 failures.append(outcome.failure)
                 reason = reason_for(outcome.failure.code)
+                message = f"{outcome.failure.code}: {outcome.failure.message}"
         in_sync = src is not None and now == src.digest
         if not in_sync and reason is None:
             if tag in contested:
@@ -217,7 +220,7 @@ def assess(
                 reason = reason_for(outcomes.interrupted.code)
             else:
                 reason = "NotInSync"
-        states.append(TagState(tag, now, in_sync, reason, contested.get(tag)))
+        states.append(TagState(tag, now, in_sync, reason, contested.get(tag), message))
     failures.extend(outcomes.delete_failures)
     if outcomes.interrupted is not None:
         failures.append(outcomes.interrupted)
@@ -246,11 +249,13 @@ def _tags_condition(spec: EcrImageTagSpec, digest: str | None, states: Sequence[
         [f"{s.tag} (owned by {s.owner})" if s.owner else f"{s.tag} ({_short(s.digest)}: {s.reason})" for s in behind]
     )
     verb = "in Observe mode, " if spec.mode == "Observe" else ""
+    refused = next((s for s in behind if s.message), None)
+    ecr_said = f"; ECR refused {refused.tag}: {refused.message}" if refused else ""
     return Condition(
         "TagsInSync",
         "False",
         reason,
-        f"{verb}{len(behind)} of {len(states)} tags do not point at {_short(digest)}: {detail}",
+        f"{verb}{len(behind)} of {len(states)} tags do not point at {_short(digest)}: {detail}{ecr_said}",
     )
 
 

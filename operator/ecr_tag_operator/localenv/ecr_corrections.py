@@ -392,6 +392,21 @@ def _backend_batch_get_image(
     return batch_get_image(self, repository_name, registry_id, image_ids, None)
 
 
+def _determine_resource(self: ECRResponse) -> str:
+    """The repository ARN a request acts on, for IAM policy evaluation. ECR's IAM actions are
+    resource-level (arn:aws:ecr:REGION:ACCOUNT:repository/NAME); moto checks every ECR request
+    against Resource "*", so a policy scoped to repository ARNs would deny everything."""
+    try:
+        body = json.loads(self.body or "{}")
+    except ValueError:
+        return "*"
+    repository = body.get("repositoryName") if isinstance(body, dict) else None
+    if not isinstance(repository, str):
+        return "*"  # account-level calls (GetAuthorizationToken, DescribeRepositories without a name)
+    account = body.get("registryId") or self.current_account
+    return f"arn:aws:ecr:{self.region}:{account}:repository/{repository}"
+
+
 _applied = False
 
 
@@ -405,4 +420,5 @@ def apply() -> None:
     ECRBackend.complete_layer_upload = _complete_layer_upload  # type: ignore[method-assign]
     ECRBackend.batch_get_image = _backend_batch_get_image  # type: ignore[method-assign]
     ECRResponse.batch_get_image = _batch_get_image_response  # type: ignore[method-assign]
+    ECRResponse._determine_resource = _determine_resource  # type: ignore[attr-defined]
     _applied = True
