@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# For people with Docker: the same end-to-end tests on a kind cluster instead of the local
+# kube-apiserver + etcd. The operator and the ECR emulator still run on this host (127.0.0.1); only
+# the Kubernetes API moves into kind. Needs docker, kind and make. (Not run in CI: CI has no Docker.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cluster="${KIND_CLUSTER_NAME:-ecr-tag-operator-e2e}"
+kubeconfig="$(mktemp)"
+trap 'kind delete cluster --name "$cluster" >/dev/null 2>&1 || true; rm -f "$kubeconfig"' EXIT
+
+make venv binaries
+kind create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 120s
+# envtest's convention: USE_EXISTING_CLUSTER=true runs the suite against $KUBECONFIG.
+USE_EXISTING_CLUSTER=true KUBECONFIG="$kubeconfig" .venv/bin/pytest -m e2e tests/e2e tests/chart "$@"
