@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# The Helm chart renders its CRD from charts/ecr-tag-operator/files/crd.yaml, which must be a
-# byte-for-byte copy of crds/ecrimagetags.ecrtag.dev.yaml (the single source of truth).
-# Without arguments: exit 1 with a diff when they differ. With --fix: copy the source over the copy.
+# The Helm chart carries byte-for-byte copies of two files whose single source of truth lives
+# elsewhere in the repository (Helm can only read files inside the chart):
+#   crds/ecrimagetags.ecrtag.dev.yaml         -> charts/ecr-tag-operator/files/crd.yaml
+#   argocd/ecrtag.dev/EcrImageTag/health.lua  -> charts/ecr-tag-operator/files/argocd-health.lua
+# Without arguments: exit 1 with a diff for each copy that differs. With --fix: copy the sources over
+# the copies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source_crd=crds/ecrimagetags.ecrtag.dev.yaml
-chart_copy=charts/ecr-tag-operator/files/crd.yaml
-if [ "${1:-}" = "--fix" ]; then
-  cp "$source_crd" "$chart_copy"
-  echo "copied $source_crd to $chart_copy"
-elif ! cmp -s "$source_crd" "$chart_copy"; then
-  diff -u "$source_crd" "$chart_copy" || true
-  echo "$chart_copy differs from $source_crd: run $0 --fix" >&2
-  exit 1
-fi
+pairs=(
+  "crds/ecrimagetags.ecrtag.dev.yaml charts/ecr-tag-operator/files/crd.yaml"
+  "argocd/ecrtag.dev/EcrImageTag/health.lua charts/ecr-tag-operator/files/argocd-health.lua"
+)
+status=0
+for pair in "${pairs[@]}"; do
+  read -r source copy <<<"$pair"
+  if [ "${1:-}" = "--fix" ]; then
+    cp "$source" "$copy"
+    echo "copied $source to $copy"
+  elif ! cmp -s "$source" "$copy"; then
+    diff -u "$source" "$copy" || true
+    echo "$copy differs from $source: run $0 --fix" >&2
+    status=1
+  fi
+done
+exit "$status"

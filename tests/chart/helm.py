@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,9 @@ from ecr_tag_operator.localenv.control_plane import repo_root
 CHART = repo_root() / "charts" / "ecr-tag-operator"
 SOURCE_CRD = repo_root() / "crds" / "ecrimagetags.ecrtag.dev.yaml"
 CHART_CRD_COPY = CHART / "files" / "crd.yaml"
+SOURCE_HEALTH_CHECK = repo_root() / "argocd" / "ecrtag.dev" / "EcrImageTag" / "health.lua"
+CHART_HEALTH_CHECK_COPY = CHART / "files" / "argocd-health.lua"
+HEALTH_CHECK_KEY = "resource.customizations.health.ecrtag.dev_EcrImageTag"
 VALUES = CHART / "values.yaml"
 SCHEMA = CHART / "values.schema.json"
 VALUES_EVERYTHING = Path(__file__).with_name("values-everything.yaml")
@@ -35,7 +40,7 @@ class HelmError(AssertionError):
 class Helm:
     binary: Path
     env: Mapping[str, str]
-    kube_version: str
+    kube_version: str  # the pinned Kubernetes, which hack/build-control-plane.sh makes helm's default
 
     def run(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -51,22 +56,33 @@ class Helm:
         return result
 
     def template_args(self, *values: str, release: str = "rel", namespace: str = "ops") -> list[str]:
-        # The pinned kube-apiserver's version: helm built from source defaults to a far older one.
-        return [
-            "template",
-            release,
-            str(CHART),
-            "--namespace",
-            namespace,
-            "--kube-version",
-            self.kube_version,
-            *values,
-        ]
+        # No --kube-version: the build script gives helm the pinned Kubernetes as its default.
+        return ["template", release, str(CHART), "--namespace", namespace, *values]
 
     def template(self, *values: str, release: str = "rel", namespace: str = "ops") -> list[Obj]:
         """The rendered objects; `values` are helm flags such as "-f", path or "--set", "a=b"."""
         out = self.run(*self.template_args(*values, release=release, namespace=namespace)).stdout
         return [doc for doc in yaml.safe_load_all(out) if doc]
+
+    def notes(self, *values: str, release: str = "rel", namespace: str = "ops") -> str:
+        """The chart's NOTES.txt as `helm install` would print it, without a cluster.
+
+        `helm template` never renders NOTES.txt, so a copy of the chart renders it through `tpl` into
+        a ConfigMap of its own, with the same values, release and namespace.
+        """
+        with tempfile.TemporaryDirectory(prefix="chart-notes-") as tmp:
+            chart = Path(tmp) / CHART.name
+            shutil.copytree(CHART, chart)
+            (chart / "notes.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+            probe = chart / "templates" / "zz-notes.yaml"
+            probe.write_text(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+                'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n'
+            )
+            args = ["template", release, str(chart), "--namespace", namespace, "--show-only", "templates/zz-notes.yaml"]
+            (doc,) = [d for d in yaml.safe_load_all(self.run(*args, *values).stdout) if d]
+        notes: str = doc["data"]["notes"]
+        return notes
 
     def refusal(self, *values: str) -> str:
         """helm's stderr for values it must refuse; fails the test when helm renders them."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +21,16 @@ import pytest
 import yaml
 
 from ecr_tag_operator.localenv.control_plane import KubeCluster
-from tests.chart.helm import CHART, SOURCE_CRD, VALUES_EVERYTHING, Helm, load_yaml, one
+from tests.chart.helm import (
+    CHART,
+    HEALTH_CHECK_KEY,
+    SOURCE_CRD,
+    SOURCE_HEALTH_CHECK,
+    VALUES_EVERYTHING,
+    Helm,
+    load_yaml,
+    one,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +70,9 @@ class Release:
 
     def uninstall(self) -> None:
         self._helm("uninstall", self.name)
+
+    def notes(self) -> str:
+        return self._helm("get", "notes", self.name)
 
     def can_i(self, *args: str) -> bool:
         result = self.cluster.kubectl(
@@ -119,6 +133,15 @@ def _assert_all_exist(cluster: KubeCluster, objs: list[dict[str, object]]) -> No
     assert sorted(map(key, items), key=str) == sorted(map(key, objs), key=str)
 
 
+def _assert_namespaces_read_only(release: Release) -> None:
+    """The namespaces index: Namespaces (cluster-scoped) listed and watched, nothing else."""
+    assert _eventually(lambda: release.can_i("watch", "namespaces"))
+    assert release.can_i("list", "namespaces")
+    for verb in ("get", "update", "patch", "create", "delete"):
+        assert not release.can_i(verb, "namespaces"), verb
+        assert not release.can_i(verb, "namespaces/default"), verb
+
+
 def _ecr_image_tag(cluster: KubeCluster, namespace: str) -> str:
     name = "web"
     manifest = {
@@ -139,6 +162,8 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
     assert kinds == [
         "ClusterRole",
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
@@ -171,8 +196,9 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
     assert not release.can_i("delete", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
     assert not release.can_i("get", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
     assert not release.can_i("patch", "customresourcedefinitions.apiextensions.k8s.io")
-    assert not release.can_i("list", "namespaces")
     assert not release.can_i("patch", "events", "-n", elsewhere)
+    assert not release.can_i("list", "configmaps", "-n", elsewhere)
+    _assert_namespaces_read_only(release)
 
     # Uninstalling keeps the CRD (helm.sh/resource-policy: keep) and removes the rest.
     release.uninstall()
@@ -277,6 +303,49 @@ def test_watch_namespaces_install_grants_only_those_namespaces(
     assert not release.can_i("create", "events", "-n", other)
     assert not release.can_i("list", "ecrimagetags.ecrtag.dev", "--all-namespaces")
     assert release.can_i("watch", "customresourcedefinitions.apiextensions.k8s.io")
+    # The namespaces index is cluster-wide in this mode too.
+    _assert_namespaces_read_only(release)
+
+
+def test_argocd_health_check_merges_into_argocd_cm_as_the_notes_say(
+    release: Release, control_plane: KubeCluster, extra_namespaces: list[str], tmp_path: Path
+) -> None:
+    argocd = extra_namespaces[0]
+    # argocd-cm as the Argo CD installation left it, with a setting of its own.
+    argocd_cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": argocd},
+        "data": {"timeout.reconciliation": "180s"},
+    }
+    control_plane.kubectl("create", "-f", "-", input=json.dumps(argocd_cm))
+    objs = release.install(
+        "--set",
+        "crds.install=false",
+        "--set",
+        "argocd.healthCheck.enabled=true",
+        "--set",
+        f"argocd.healthCheck.namespace={argocd}",
+    )
+    cm = one(objs, "ConfigMap", f"{release.fullname}-argocd-health-check")
+    _assert_all_exist(control_plane, [cm])
+    # The chart left argocd-cm alone.
+    untouched = json.loads(control_plane.kubectl("get", "configmap", "argocd-cm", "-n", argocd, "-o", "json").stdout)
+    assert untouched["data"] == argocd_cm["data"]
+
+    # Run the command the release notes show, as a user would: bash, kubectl on PATH, KUBECONFIG.
+    notes = release.notes()
+    start = notes.index(f"  kubectl -n {argocd} patch configmap argocd-cm")
+    command = notes[start:].split("\n\n", 1)[0].replace("\\\n", " ").strip()
+    env = {
+        "PATH": f"{control_plane.kubectl_path.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(control_plane.kubeconfig_path),
+        "HOME": str(tmp_path),  # kubectl's discovery cache
+    }
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, f"{command}\n{result.stderr}"
+    merged = json.loads(control_plane.kubectl("get", "configmap", "argocd-cm", "-n", argocd, "-o", "json").stdout)
+    assert merged["data"] == {**argocd_cm["data"], HEALTH_CHECK_KEY: SOURCE_HEALTH_CHECK.read_text()}
 
 
 def test_rendered_crd_is_accepted_by_the_api_server(helm: Helm, control_plane: KubeCluster) -> None:

@@ -1,16 +1,22 @@
-"""The Helm chart, rendered with `helm template`: lint, schema, CRD, pod security, RBAC."""
+"""The Helm chart, rendered with `helm template`: lint, schema, CRD, pod security, RBAC, Argo CD health check."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ecr_tag_operator.authz import parse_patterns
+from ecr_tag_operator.settings import Settings
 from tests.chart.helm import (
     CHART,
     CHART_CRD_COPY,
+    CHART_HEALTH_CHECK_COPY,
+    HEALTH_CHECK_KEY,
     SOURCE_CRD,
+    SOURCE_HEALTH_CHECK,
     VALUES,
     VALUES_EVERYTHING,
     Helm,
@@ -36,6 +42,15 @@ OPERATOR_RULES = [
 CRD_WATCH_RULES = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
+NAMESPACES_RULES = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+]
+ALLOWED_REPOSITORIES = "ECR_TAG_OPERATOR_ALLOWED_REPOSITORIES"
+ALLOWED_ROLE_ARNS = "ECR_TAG_OPERATOR_ALLOWED_ROLE_ARNS"
+
+
+def _env(objs: list[Obj]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container(objs)["env"]}
 
 
 def _kinds(objs: list[Obj]) -> list[tuple[str, str]]:
@@ -60,8 +75,10 @@ def test_defaults_render_the_cluster_wide_operator(helm: Helm) -> None:
     assert _kinds(objs) == [
         ("ClusterRole", "rel-ecr-tag-operator"),
         ("ClusterRole", "rel-ecr-tag-operator-crd-watch"),
+        ("ClusterRole", "rel-ecr-tag-operator-namespaces"),
         ("ClusterRoleBinding", "rel-ecr-tag-operator"),
         ("ClusterRoleBinding", "rel-ecr-tag-operator-crd-watch"),
+        ("ClusterRoleBinding", "rel-ecr-tag-operator-namespaces"),
         ("CustomResourceDefinition", "ecrimagetags.ecrtag.dev"),
         ("Deployment", "rel-ecr-tag-operator"),
         ("ServiceAccount", "rel-ecr-tag-operator"),
@@ -163,6 +180,21 @@ REFUSALS = [
     (("--set-json", 'extraEnv=[{"name":"A","bogus":1}]'), "at '/extraEnv/0': additional properties 'bogus'"),
     (("--set-json", 'affinity={"nodeAffinity":{"x":1}}'), "at '/affinity/nodeAffinity': additional properties"),
     (("--set-json", 'resources={"requests":{"cpu":"lots"}}'), "at '/resources/requests/cpu'"),
+    # One pattern per item: a comma would split it in two once joined into the environment variable.
+    (("--set-json", 'authorization.allowedRepositories=["a/*,b/*"]'), "at '/authorization/allowedRepositories/0'"),
+    (("--set-json", 'authorization.allowedRepositories=[""]'), "at '/authorization/allowedRepositories/0'"),
+    (("--set-json", 'authorization.allowedRepositories=["12:a/*"]'), "at '/authorization/allowedRepositories/0'"),
+    (("--set", "authorization.allowedRepositories=team-a/*"), "at '/authorization/allowedRepositories': got string"),
+    (("--set-json", 'authorization.allowedRoleArns=["*"]'), "at '/authorization/allowedRoleArns/0'"),
+    (
+        ("--set-json", 'authorization.allowedRoleArns=["arn:aws:iam::1:role/a,b"]'),
+        "at '/authorization/allowedRoleArns/0'",
+    ),
+    (("--set-json", 'authorization.allowedRoleArns=["a","a"]'), "at '/authorization/allowedRoleArns'"),
+    (("--set", "authorization.bogus=1"), "at '/authorization': additional properties 'bogus' not allowed"),
+    (("--set", "argocd.healthCheck.enabled=yes"), "at '/argocd/healthCheck/enabled': got string, want boolean"),
+    (("--set", "argocd.healthCheck.namespace=Argo_CD"), "at '/argocd/healthCheck/namespace'"),
+    (("--set", "argocd.enabled=true"), "at '/argocd': additional properties 'enabled' not allowed"),
 ]
 
 
@@ -206,6 +238,31 @@ def test_crd_install_off_renders_no_crd(helm: Helm) -> None:
     objs = helm.template("--set", "crds.install=false")
     assert of_kind(objs, "CustomResourceDefinition") == []
     assert of_kind(objs, "Deployment")
+
+
+def test_chart_health_check_copy_is_byte_identical_to_source() -> None:
+    assert CHART_HEALTH_CHECK_COPY.read_bytes() == SOURCE_HEALTH_CHECK.read_bytes(), (
+        f"{CHART_HEALTH_CHECK_COPY.relative_to(CHART.parent.parent)} differs from "
+        f"{SOURCE_HEALTH_CHECK.relative_to(CHART.parent.parent)}: run hack/check-crd-copy.sh --fix"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# helm itself
+
+
+def test_helm_defaults_to_the_pinned_kubernetes(helm: Helm, tmp_path: Path) -> None:
+    # hack/build-control-plane.sh sets helm's default Kubernetes version, so `helm template` and
+    # `helm lint` need no --kube-version to satisfy the chart's kubeVersion.
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.0.0\n")
+    (chart / "templates" / "v.yaml").write_text("# {{ .Capabilities.KubeVersion.Version }}\n")
+    out = helm.run("template", "probe", str(chart)).stdout
+    major, minor = helm.kube_version.removeprefix("v").split(".")[:2]
+    assert f"# v{major}.{minor}.0" in out.splitlines(), out
+    kube_version = load_yaml(CHART / "Chart.yaml")["kubeVersion"]
+    assert kube_version == ">=1.30.0-0"  # what the default must satisfy
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,9 +316,13 @@ def test_deployment_defaults(helm: Helm) -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 9090}
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-    env = {e["name"] for e in c["env"]}
+    env = _env(objs)
     assert "ECR_TAG_OPERATOR_REGION" not in env  # aws.region empty: the pod's environment decides
+    # authorization: every repository by default, and no namespace may name a role.
+    assert env[ALLOWED_REPOSITORIES] == "*"
+    assert env[ALLOWED_ROLE_ARNS] == ""
     assert of_kind(objs, "Service") == []
+    assert of_kind(objs, "ConfigMap") == []
 
 
 def test_metrics_off_turns_the_endpoint_off(helm: Helm) -> None:
@@ -312,12 +373,74 @@ def test_values_everything_lands_where_expected(helm: Helm) -> None:
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9191, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
-    # crds.keep false; both rbac extras off.
+    # authorization, joined with commas into the operator's settings.
+    auth = values["authorization"]
+    assert {"name": ALLOWED_REPOSITORIES, "value": ",".join(auth["allowedRepositories"])} in env
+    assert {"name": ALLOWED_ROLE_ARNS, "value": ",".join(auth["allowedRoleArns"])} in env
+
+    # crds.keep false; both rbac extras off: cluster-wide only the namespaces index's read access.
     crd = one(objs, "CustomResourceDefinition")
     assert "annotations" not in crd["metadata"]
-    assert of_kind(objs, "ClusterRole") == []
-    assert of_kind(objs, "ClusterRoleBinding") == []
+    assert [r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")] == ["tag-operator-namespaces"]
+    assert [b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")] == ["tag-operator-namespaces"]
     assert of_kind(objs, "ValidatingAdmissionPolicy") == []
+
+    # argocd.healthCheck on: its ConfigMap in the release namespace; the notes name argocd's namespace.
+    health = one(objs, "ConfigMap", "tag-operator-argocd-health-check")
+    assert health["metadata"]["namespace"] == "ops"
+    assert "kubectl -n gitops patch configmap argocd-cm --type merge" in helm.notes(*EVERYTHING)
+
+
+@pytest.mark.parametrize(
+    ("values", "repositories", "roles"),
+    [
+        ((), ("*",), ()),
+        (("--set-json", "authorization.allowedRepositories=[]"), (), ()),
+        (
+            (
+                "--set-json",
+                'authorization.allowedRepositories=["111122223333:team-a/*","shared/base"]',
+                "--set-json",
+                'authorization.allowedRoleArns=["arn:aws:iam::444455556666:role/ecr-*"]',
+            ),
+            ("111122223333:team-a/*", "shared/base"),
+            ("arn:aws:iam::444455556666:role/ecr-*",),
+        ),
+    ],
+    ids=["defaults", "nothing", "lists"],
+)
+def test_authorization_reaches_the_operator_settings(
+    helm: Helm,
+    values: tuple[str, ...],
+    repositories: tuple[str, ...],
+    roles: tuple[str, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = _env(helm.template(*values))
+    # The operator reads the rendered variables into exactly the patterns that were listed.
+    monkeypatch.setenv(ALLOWED_REPOSITORIES, env[ALLOWED_REPOSITORIES])
+    monkeypatch.setenv(ALLOWED_ROLE_ARNS, env[ALLOWED_ROLE_ARNS])
+    settings = Settings()
+    assert parse_patterns(settings.allowed_repositories) == repositories
+    assert parse_patterns(settings.allowed_role_arns) == roles
+
+
+def test_notes_explain_the_authorization(helm: Helm) -> None:
+    defaults = helm.notes()
+    assert 'authorization.allowedRepositories is ["*"]' in defaults
+    assert "kubectl annotate namespace team-a ecrtag.dev/allowed-repositories='team-a/*'" in defaults
+    assert "sts:AssumeRole" not in defaults
+    nothing = helm.notes("--set-json", "authorization.allowedRepositories=[]")
+    assert "only namespaces annotated with ecrtag.dev/allowed-repositories may use any" in nothing
+    listed = helm.notes(
+        "--set-json",
+        'authorization.allowedRepositories=["team-*/base"]',
+        "--set-json",
+        'authorization.allowedRoleArns=["arn:aws:iam::444455556666:role/ecr-*"]',
+    )
+    assert "may use\nteam-*/base." in listed
+    assert "arn:aws:iam::444455556666:role/ecr-*" in listed
+    assert "sts:AssumeRole" in listed
 
 
 def test_existing_service_account(helm: Helm) -> None:
@@ -353,7 +476,8 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(helm: Helm) -> None
     objs = helm.template()
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator")["rules"] == OPERATOR_RULES
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator-crd-watch")["rules"] == CRD_WATCH_RULES
-    for name in ("rel-ecr-tag-operator", "rel-ecr-tag-operator-crd-watch"):
+    assert one(objs, "ClusterRole", "rel-ecr-tag-operator-namespaces")["rules"] == NAMESPACES_RULES
+    for name in ("rel-ecr-tag-operator", "rel-ecr-tag-operator-crd-watch", "rel-ecr-tag-operator-namespaces"):
         binding = one(objs, "ClusterRoleBinding", name)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-ecr-tag-operator", "namespace": "ops"}]
@@ -376,9 +500,12 @@ def test_watch_namespaces_renders_a_role_per_namespace(helm: Helm) -> None:
             "name": "rel-ecr-tag-operator",
         }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-ecr-tag-operator", "namespace": "ops"}]
-    # Cluster-wide, only the read-only CRD watch remains.
-    assert [r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")] == ["rel-ecr-tag-operator-crd-watch"]
-    assert [b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")] == ["rel-ecr-tag-operator-crd-watch"]
+    # Cluster-wide, only read access remains: the CRD watch, and the namespaces index (Namespaces are
+    # cluster-scoped, and kopf lists and watches them all whatever it watches EcrImageTags in).
+    cluster_wide = ["rel-ecr-tag-operator-crd-watch", "rel-ecr-tag-operator-namespaces"]
+    assert sorted(r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")) == cluster_wide
+    assert sorted(b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")) == cluster_wide
+    assert one(objs, "ClusterRole", "rel-ecr-tag-operator-namespaces")["rules"] == NAMESPACES_RULES
     assert "--namespace=team-a" in container(objs)["args"]
     assert "--namespace=team-b" in container(objs)["args"]
 
@@ -421,3 +548,34 @@ def test_schema_definitions_resolve() -> None:
 
     walk(schema)
     assert refs
+
+
+# --------------------------------------------------------------------------------------------------
+# the Argo CD health check
+
+
+def test_argocd_health_check_is_off_by_default(helm: Helm) -> None:
+    assert of_kind(helm.template(), "ConfigMap") == []
+    assert "argocd" not in helm.notes().lower()
+
+
+@pytest.mark.parametrize("values", [(), EVERYTHING, NAMESPACED], ids=["defaults", "everything", "namespaced"])
+def test_chart_never_writes_argocd_cm(helm: Helm, values: tuple[str, ...]) -> None:
+    objs = helm.template(*values, "--set", "argocd.healthCheck.enabled=true")
+    assert [o for o in objs if o["metadata"]["name"] == "argocd-cm"] == []
+    assert [o["metadata"]["namespace"] for o in of_kind(objs, "ConfigMap")] == ["ops"]
+
+
+def test_argocd_health_check_config_map_holds_the_script(helm: Helm) -> None:
+    objs = helm.template("--set", "argocd.healthCheck.enabled=true")
+    cm = one(objs, "ConfigMap", "rel-ecr-tag-operator-argocd-health-check")
+    assert cm["metadata"]["namespace"] == "ops"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel"
+    assert cm["data"] == {HEALTH_CHECK_KEY: SOURCE_HEALTH_CHECK.read_text()}
+    notes = helm.notes("--set", "argocd.healthCheck.enabled=true")
+    assert "The chart does not write argocd-cm" in notes
+    assert (
+        "  kubectl -n argocd patch configmap argocd-cm --type merge \\\n"
+        '    -p "{\\"data\\":$(kubectl -n ops get configmap rel-ecr-tag-operator-argocd-health-check'
+        " -o jsonpath='{.data}')}\"\n"
+    ) in notes

@@ -1,0 +1,148 @@
+"""The operator, run with exactly the access the chart grants: `helm install` into a control plane of
+this module's own, then the operator process with the chart's ServiceAccount token and the
+Deployment's own settings (authorization env and --namespace flags). It must serve EcrImageTags,
+read the namespace annotations through its namespaces index, and never hit a 403, in both modes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ecr_tag_operator.localenv import ecr_seed
+from ecr_tag_operator.localenv.control_plane import ControlPlane, ensure_binaries
+from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
+from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from tests.chart.helm import CHART, Helm, Obj, container
+from tests.plugins.ecr_server import aws_client
+
+pytestmark = pytest.mark.e2e
+
+# What kopf and the Kubernetes API say when an identity lacks access.
+DENIED = ("Not enough permissions", "APIForbiddenError", "is forbidden")
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ControlPlane]:
+    # A control plane without the CRD and without any other operator: the release installs the CRD,
+    # and only the operator started here reconciles.
+    with ControlPlane(ensure_binaries()) as cp:
+        yield cp
+
+
+def _ready(cluster: ControlPlane, ns: str, name: str) -> dict[str, Any] | None:
+    out = cluster.kubectl("get", "ecrimagetag", name, "-n", ns, "-o", "yaml", "--ignore-not-found").stdout
+    obj = yaml.safe_load(out) if out.strip() else None
+    if not obj or obj.get("status", {}).get("observedGeneration") != obj["metadata"]["generation"]:
+        return None
+    for cond in obj["status"].get("conditions") or []:
+        if cond["type"] == "Ready" and cond["status"] != "Unknown":
+            return dict(cond)
+    return None
+
+
+def _ecr_image_tag(cluster: ControlPlane, ns: str, name: str, repository: str) -> None:
+    manifest = {
+        "apiVersion": "ecrtag.dev/v1alpha1",
+        "kind": "EcrImageTag",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"repositoryName": repository, "source": {"tag": "build-1"}, "tags": ["prod"]},
+    }
+    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def _operator_settings(objs: list[Obj]) -> tuple[dict[str, str], list[str]]:
+    """The Deployment's operator settings and flags, minus the ports the test process picks itself."""
+    c = container(objs)
+    env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("ECR_TAG_OPERATOR_") and "value" in e}
+    args = [a for a in c["args"][1:] if not a.startswith(("--liveness=", "--metrics-port="))]
+    return env, args
+
+
+@pytest.mark.parametrize("watch_namespaces", [False, True], ids=["all-namespaces", "watch-namespaces"])
+def test_operator_works_with_the_chart_rbac_alone(
+    helm: Helm, cluster: ControlPlane, ecr_server: RunningEmulator, tmp_path: Path, watch_namespaces: bool
+) -> None:
+    ops, team_a, team_b = _unique("ops"), _unique("team-a"), _unique("team-b")
+    for ns in (ops, team_a, team_b):
+        cluster.kubectl("create", "namespace", ns)
+    ecr = aws_client(ecr_server.endpoint_url, "ecr", 3)
+    allowed, refused = _unique("team-a/web"), _unique("team-b/web")
+    for repo in (allowed, refused):
+        ecr_seed.push(ecr, repo, "build-1", "docker", seed=repo)
+    # The multi-tenant set-up values.yaml recommends: nothing by default, repositories per namespace.
+    cluster.kubectl("annotate", "namespace", team_a, "ecrtag.dev/allowed-repositories=team-a/*")
+    values = ["--set-json", "authorization.allowedRepositories=[]"]
+    if watch_namespaces:
+        values += ["--set", f"watchNamespaces={{{team_a},{team_b}}}"]
+    release = _unique("eto")
+    kube = ("--namespace", ops, "--kubeconfig", str(cluster.kubeconfig_path))
+    # --take-ownership: the CRD stays after an earlier test's uninstall (helm.sh/resource-policy: keep).
+    helm.run("install", release, str(CHART), "--take-ownership", *values, *kube)
+    try:
+        objs = [d for d in yaml.safe_load_all(helm.run("get", "manifest", release, *kube).stdout) if d]
+        env, args = _operator_settings(objs)
+        assert env["ECR_TAG_OPERATOR_ALLOWED_REPOSITORIES"] == ""
+        assert ("--namespace=" + team_a in args) is watch_namespaces
+        sa = f"{release}-ecr-tag-operator"
+        user = f"system:serviceaccount:{ops}:{sa}"
+        # RBAC reaches the authorizer through an informer: start once the last binding is in effect.
+        _wait_for(
+            "RBAC",
+            lambda: (
+                cluster.kubectl("auth", "can-i", "watch", "namespaces", f"--as={user}", check=False).stdout.strip()
+                == "yes"
+            ),
+        )
+        cluster.kubectl("wait", "--for=condition=Established", "crd/ecrimagetags.ecrtag.dev", "--timeout=60s")
+        kubeconfig = cluster.service_account_kubeconfig(sa, ops, tmp_path / "sa.kubeconfig")
+        operator = OperatorProcess(kubeconfig, {**ecr_server.env, **env}, args=args, log_path=tmp_path / "operator.log")
+        with operator:
+            _ecr_image_tag(cluster, team_a, "ours", allowed)
+            _ecr_image_tag(cluster, team_b, "theirs", refused)
+            try:
+                ours = _wait_for("ours Ready", lambda: _ready(cluster, team_a, "ours"))
+                theirs = _wait_for("theirs refused", lambda: _ready(cluster, team_b, "theirs"))
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\noperator log (tail):\n{operator.log_tail(40)}") from None
+            log = operator.log_text()
+        assert (ours["status"], ours["reason"]) == ("True", "InSync"), (ours, operator.log_tail())
+        assert (theirs["status"], theirs["reason"]) == ("False", "Forbidden"), theirs
+        assert "allowed: nothing" in theirs["message"]
+        denied = [line for line in log.splitlines() if any(d in line for d in DENIED)]
+        assert not denied, "\n".join(denied)
+    finally:
+        for ns in (team_a, team_b):
+            for name in ("ours", "theirs"):
+                cluster.kubectl(
+                    "patch",
+                    "ecrimagetag",
+                    name,
+                    "-n",
+                    ns,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    check=False,
+                )
+        helm.run("uninstall", release, *kube, "--ignore-not-found", check=False)
