@@ -21,7 +21,6 @@ from ecr_tag_operator.localenv import ecr_seed
 from ecr_tag_operator.localenv.control_plane import KubeCluster
 from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.localenv.operator_process import OperatorProcess
-from tests.plugins.ecr_server import aws_client
 
 from .helpers import condition, tag_digest, unique, wait_for
 
@@ -37,13 +36,6 @@ SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 INSTANCE = "app.kubernetes.io/instance"
 ECR_WRITES = ("PutImage", "BatchDeleteImage")
-
-
-@pytest.fixture
-def ecr_session_client(ecr_server: RunningEmulator) -> Any:
-    # The operator shares this emulator for the whole session: tests use their own repositories
-    # instead of resetting it.
-    return aws_client(ecr_server.endpoint_url, "ecr", 3)
 
 
 def argo_metadata(name: str, namespace: str, app: str = "promo") -> tuple[dict[str, str], dict[str, str]]:

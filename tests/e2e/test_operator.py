@@ -11,18 +11,10 @@ from ecr_tag_operator.localenv import ecr_seed
 from ecr_tag_operator.localenv.control_plane import KubeCluster
 from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.localenv.operator_process import OperatorProcess
-from tests.plugins.ecr_server import aws_client
 
 from .helpers import condition, eit, get, tag_digest, unique, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def ecr_session_client(ecr_server: RunningEmulator) -> Any:
-    # The operator shares this emulator for the whole session: tests use their own repositories
-    # instead of resetting it.
-    return aws_client(ecr_server.endpoint_url, "ecr", 3)
 
 
 def apply(cluster: KubeCluster, manifest: str) -> None:
