@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from . import metrics
+from . import apisession, metrics
 from .authz import ALLOWED_REPOSITORIES, ASSUME_ROLE, forbidden, parse_patterns, patterns_for, role_for
 from .batching import ReadPolicy, read_policy
 from .ecr import EcrCallError
@@ -50,10 +50,26 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # Watch streams can go silent without an error; time them out so they are re-established.
     settings.watching.server_timeout = ours.watch_server_timeout
     settings.watching.client_timeout = ours.watch_client_timeout
+    settings.watching.connect_timeout = ours.api_connect_timeout
+    settings.watching.chunk_size = ours.api_list_chunk_size  # paged lists: each page fits the request timeout
+    # A request on a dead keep-alive connection would otherwise wait kopf's default 300 s.
+    settings.networking.connect_timeout = ours.api_connect_timeout
+    settings.networking.request_timeout = ours.api_request_timeout
     settings.execution.max_workers = ours.max_workers
     if ours.metrics_port:
         metrics.serve(ours.metrics_port, ours.metrics_host)
     logger.info("ecr-tag-operator started: region=%s, metrics port %s", ours.region, ours.metrics_port or "off")
+
+
+@kopf.on.login()
+async def login(
+    settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf.Memo, **kwargs: Any
+) -> kopf.AiohttpSession | None:
+    """kopf's own credentials, served through a session with a bounded connection pool."""
+    info = apisession.credentials(settings=settings, logger=logger, **kwargs)
+    runtime = memo.get("runtime")
+    limit = runtime.settings.api_connection_limit if isinstance(runtime, Runtime) else Settings().api_connection_limit
+    return apisession.session_for(info, limit) if info else None
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

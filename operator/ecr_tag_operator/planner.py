@@ -283,11 +283,17 @@ def _ready(
 
 def assess_call_failure(spec: EcrImageTagSpec, failure: Failure) -> Assessment:
     """A whole ECR call failed before anything could be planned (repository missing, access denied,
-    throttled beyond botocore's retries): only Ready can be said, and no tag is known to be in sync."""
+    throttled beyond botocore's retries): nothing is known now, so no condition may stay True."""
     reason = reason_for(failure.code)
     message = f"ECR answered {failure.operation} with {failure.code}: {failure.message}"
+    unknown = f"not checked: {message}"
     return Assessment(
-        (Condition("Ready", "False", reason, message),),
+        (
+            Condition("Ready", "False", reason, message),
+            Condition("SourceResolved", "Unknown", reason, unknown),
+            Condition("LayersAvailable", "Unknown", reason, unknown),
+            Condition("TagsInSync", "Unknown", reason, unknown),
+        ),
         tags=tuple(TagState(tag, None, False, reason) for tag in spec.tags),
         failures=(failure,),
     )

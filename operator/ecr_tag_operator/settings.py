@@ -23,7 +23,10 @@ class Settings(BaseSettings):
         default=None,
         description="ECR endpoint override; botocore's AWS_ENDPOINT_URL_ECR works as well.",
     )
-    retry_mode: Literal["standard", "adaptive", "legacy"] = "adaptive"
+    # standard, not adaptive: the client-side limits pace each operation to its quota, while adaptive
+    # mode's one limiter per client slows every operation after any throttle (measured: 200 resources
+    # under 20 % throttling converged in 429 s with adaptive, 48 s with standard).
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     max_attempts: int = Field(default=5, ge=1, le=20)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
@@ -59,8 +62,18 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 turns the metrics endpoint off.")
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside the pod
-    watch_server_timeout: int = Field(default=300, ge=10)
-    watch_client_timeout: int = Field(default=330, ge=10)
+    api_connection_limit: int = Field(
+        default=32, ge=4, le=1024, description="Connections to the Kubernetes API at most (kopf's own has no limit)."
+    )
+    # Short enough that a watch on a connection that died silently (an API server that crashed behind
+    # a load balancer) is re-established within 30 s; a re-watch from the last resourceVersion is cheap.
+    watch_server_timeout: int = Field(default=15, ge=5)
+    watch_client_timeout: int = Field(default=20, ge=5)
+    api_list_chunk_size: int = Field(default=500, ge=10, description="Objects per page when kopf lists them.")
+    api_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect to the Kubernetes API.")
+    api_request_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds for one Kubernetes API request (kopf retries on a new connection)."
+    )
     allowed_repositories: str = Field(
         default="*",
         description="Comma-separated globs of repositories any namespace may use, unless the namespace's "

@@ -15,9 +15,8 @@ kill delays) is one command:
 ``FAULTS_SEED=<int>`` replays another kill schedule and fault sequence (default 20240605).
 ``FAULTS_OPERATOR_ENV='{"ECR_TAG_OPERATOR_...": "..."}'`` adds settings to every operator started here.
 
-Two tests are ``xfail(strict=True, raises=KnownBug)``: only the known defect counts as the expected
-failure; any other failure fails them, and once the defect is fixed the strict xfail fails until the
-marker is removed.
+``KnownBug`` marks the failures of two defects these tests found and that are now fixed (conditions
+left True after a whole-call failure; no recovery within 30 s from a silently dropped API connection).
 """
 
 from __future__ import annotations
@@ -177,12 +176,6 @@ def test_throttling_and_server_errors_on_every_operation(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownBug,
-    reason="after a whole-call failure (RepositoryNotFound) only Ready is rewritten: TagsInSync, "
-    "LayersAvailable and SourceResolved keep saying True about a repository that no longer exists",
-)
 def test_repository_deleted_under_a_live_resource(
     fault_cluster: ControlPlane, fault_ecr: RunningEmulator, ecr_admin: Any, operators: OperatorFactory
 ) -> None:
@@ -302,14 +295,6 @@ def test_operator_resumes_after_apiserver_and_etcd_restart(
     assert new_ready <= 30, f"a new resource took {new_ready:.1f}s after kube-apiserver came back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownBug,
-    reason="production defaults: a silently dropped watch is noticed only after kopf's 70 s inactivity "
-    "timeout (watch client timeout 330 s), and a status PATCH on a dead keep-alive connection waits out "
-    "kopf's 300 s request timeout; recovery needs watch server/client timeouts of about 15/20 s and "
-    "networking request/connect timeouts of about 15/5 s",
-)
 def test_operator_resumes_when_the_apiserver_crash_is_not_seen(
     restartable_cluster: ControlPlane,
     fault_ecr: RunningEmulator,
