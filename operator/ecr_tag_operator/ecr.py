@@ -175,6 +175,7 @@ class Boto3Ecr:
         self._clients: dict[tuple[str, str | None], ECRClient] = {}
         self._lock = threading.Lock()
         self._limits = RateLimits(settings.rates)
+        self._calling = threading.local()  # the Registry of the call this thread is making
         self._config = botocore.config.Config(
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
@@ -191,13 +192,21 @@ class Boto3Ecr:
                 client = session.client(
                     "ecr", region_name=region, endpoint_url=self._settings.endpoint_url, config=self._config
                 )
+                # Every attempt waits for a token, botocore's retries included: pacing only first
+                # attempts lets retries of throttled calls burst past the quota and throttle more.
+                client.meta.events.register("before-send.ecr", self._pace)
                 self._clients[(region, role_arn)] = client
             return client
+
+    def _pace(self, event_name: str, **_: Any) -> None:
+        where: Registry | None = getattr(self._calling, "where", None)
+        if where is not None:
+            self._limits.acquire(where.registry_id, where.region, event_name.rsplit(".", 1)[-1])
 
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
         client = self._client(where.region, where.role_arn)
         method = getattr(client, _SNAKE[operation])
-        self._limits.acquire(where.registry_id, where.region, operation)
+        self._calling.where = where
         started = time.monotonic()
         code = ""
         try:
@@ -223,6 +232,7 @@ class Boto3Ecr:
             code = "NoCredentials"
             raise EcrCallError(Failure(operation, code, str(exc))) from exc
         finally:
+            self._calling.where = None
             metrics.ECR_CALLS.labels(operation, code).inc()
             metrics.ECR_LATENCY.labels(operation).observe(time.monotonic() - started)
 

@@ -291,3 +291,21 @@ def test_conflicting_resources_never_fight_over_ten_drift_cycles(h: Harness) -> 
     assert (ready_b["status"], ready_b["reason"]) == ("False", "TagConflict")
     assert "n1/a" in ready_b["message"]
     assert next(c for c in statuses["a"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_retries_of_throttled_puts_are_paced_too(h: Harness) -> None:
+    """With the emulator's quota equal to the client's, pacing every attempt keeps throttles rare;
+    15 PutImages at 5/s take about 2 s (burst 5, then 10 at 5/s)."""
+    ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=30)
+    h.server.control.set_faults(operations={"PutImage": FaultRule(quota_per_second=5, burst=5)})
+    h.server.control.reset_calls()
+    paced = Boto3Ecr(Settings(endpoint_url=h.server.endpoint_url, region="us-east-1", put_image_rate=5))
+    spec = parse_spec(
+        {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": [f"t{i}" for i in range(15)]}
+    )
+    result = reconcile(paced, spec, {}, h.settings, NOW, 1, LOG)
+    assert result.transient is None
+    assert all(t["inSync"] for t in result.status["tags"])
+    calls = h.server.control.calls()
+    assert calls.of("PutImage") == 15
+    assert calls.faulted.get("PutImage", 0) == 0
