@@ -16,7 +16,7 @@ from .batching import ReadPolicy, read_policy
 from .ecr import EcrCallError
 from .ownership import Claim, ClaimKey, claim_of, claims, contested
 from .planner import TRANSIENT_REASONS, Assessment, assess_refusal
-from .reconcile import finalize, reconcile
+from .reconcile import finalize, previous_digest, reconcile
 from .runtime import Runtime, runtime_of
 from .settings import Settings
 from .spec import EcrImageTagSpec, SpecError, parse_spec
@@ -190,7 +190,8 @@ def _run(
         patch.status[key] = value
     assessment = result.assessment
     for tag, old, new in assessment.moved:
-        what = "DriftCorrected" if trigger == "drift" and old else "TagMoved"
+        # Put back after someone moved it off our image, or moved on purpose (new tag, new source).
+        what = "DriftCorrected" if old and old != previous_digest(status) else "TagMoved"
         kopf.info(body, reason=what, message=f"{parsed.repository_name}:{tag} {old or 'absent'} -> {new}")
     for tag in assessment.deleted:
         kopf.info(body, reason="TagDeleted", message=f"{parsed.repository_name}:{tag} released from spec.tags")

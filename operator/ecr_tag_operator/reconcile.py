@@ -25,7 +25,6 @@ class Result:
     status: dict[str, Any]
     assessment: Assessment
     transient: Failure | None  # set when the caller should retry soon (kopf.TemporaryError)
-    observation: Observation | None = None
 
 
 def previous_tags(status: Mapping[str, Any]) -> list[str]:
@@ -44,6 +43,7 @@ def _execute(
     where: Registry,
     obs: Observation,
     the_plan: Plan,
+    ours_before: str | None,
     log: logging.Logger | logging.LoggerAdapter[Any],
 ) -> Outcomes:
     puts: list[PutOutcome] = []
@@ -58,7 +58,7 @@ def _execute(
                 metrics.TAG_WRITES.labels("PutImage", outcome.result).inc()
                 old = obs.tag_digests.get(tag)
                 if outcome.result == "put":
-                    if old is not None:
+                    if old is not None and old != ours_before:  # moved off our image, not a promotion
                         metrics.DRIFT_CORRECTIONS.inc()
                     log.info(
                         "PutImage repository=%s tag=%s old=%s new=%s",
@@ -111,8 +111,9 @@ def reconcile(
     obs: Observation | None = None
     try:
         obs = observe(ecr, spec, region, released, role_arn)
-        the_plan = plan(spec, obs, prev_tags, previous_digest(status), contested)
-        outcomes = _execute(ecr, spec, where, obs, the_plan, log)
+        ours_before = previous_digest(status)
+        the_plan = plan(spec, obs, prev_tags, ours_before, contested)
+        outcomes = _execute(ecr, spec, where, obs, the_plan, ours_before, log)
         assessment = assess(spec, obs, the_plan, outcomes, contested)
         transient = outcomes.interrupted
     except EcrCallError as exc:
@@ -129,7 +130,7 @@ def reconcile(
         max_failures=settings.max_listed_failures,
         message_limit=settings.max_message_length,
     )
-    return Result(body, assessment, transient, obs)
+    return Result(body, assessment, transient)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,33 @@ def test_metrics_moved_with_the_reconciles(operator_process: OperatorProcess) ->
     ]
     assert puts
     assert puts[0] >= 1
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_drift_is_corrected_with_an_event_and_a_metric(
+    control_plane: KubeCluster, k8s_namespace: str, operator_process: OperatorProcess, ecr_session_client: Any
+) -> None:
+    repo = unique("e2e/drift")
+    img = ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo)
+    apply(
+        control_plane,
+        eit(
+            "d", k8s_namespace, repositoryName=repo, source={"tag": "build-1"}, tags=["prod"], driftCheckInterval="30s"
+        ),
+    )
+    wait_for("prod at build-1", lambda: tag_digest(ecr_session_client, repo, "prod") == img.digest)
+    before = metric(operator_process.metrics(), "ecr_tag_operator_drift_corrections_total")
+    other = ecr_seed.push(ecr_session_client, repo, "prod", "docker", seed=repo + "hand")  # moved by hand
+    # The next drift check is due 30 s (plus up to 10 %) after the last sync, seen at a 15 s tick.
+    wait_for("prod put back", lambda: tag_digest(ecr_session_client, repo, "prod") == img.digest, timeout=90)
+    events = json.loads(
+        control_plane.kubectl(
+            "get", "events", "-n", k8s_namespace, "--field-selector", "reason=DriftCorrected", "-o", "json"
+        ).stdout
+    )
+    assert [e["involvedObject"]["name"] for e in events["items"]] == ["d"]
+    assert other.digest in events["items"][0]["message"]
+    assert metric(operator_process.metrics(), "ecr_tag_operator_drift_corrections_total") == before + 1
