@@ -27,9 +27,9 @@ from .helpers import condition, tag_digest, unique, wait_for
 pytestmark = pytest.mark.e2e
 
 ARGO_MANAGER = "argocd-controller"
-# kopf sends no fieldManager; the API server then names the manager after its User-Agent
-# ("kopf/<version>"), cut at the first "/".
-OPERATOR_MANAGER = "kopf"
+# kopf sends no fieldManager; the API server then names the manager after the User-Agent, cut at
+# the first "/": the operator's session sends "ecr-tag-operator/<version>" (apisession.py).
+OPERATOR_MANAGER = "ecr-tag-operator"
 DIFFBASE = "ecrtag.dev/last-handled-configuration"
 TRACKING_ID = "argocd.argoproj.io/tracking-id"
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
