@@ -11,7 +11,6 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from ecr_tag_operator.localenv.control_plane import (
     ControlPlaneError,
     ensure_binaries,
 )
-from ecr_tag_operator.localenv.ecr_launcher import EmulatorStartError, RunningEmulator, start_emulator
+from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.localenv.operator_process import OperatorProcess
 from tests.plugins.control_plane import OPERATOR_CRD
-from tests.plugins.ecr_server import aws_client
+from tests.plugins.ecr_server import aws_client, emulator_or_fail
 
 # Short kopf retry delay so a transient failure is retried in seconds (the default is 20 s).
 OPERATOR_TEST_ENV = {"ECR_TAG_OPERATOR_TRANSIENT_RETRY_DELAY": "2", "ECR_TAG_OPERATOR_MAX_ATTEMPTS": "3"}
@@ -74,15 +73,7 @@ def fault_cluster(fault_bin_dir: Path) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="package")
 def fault_ecr_server() -> Iterator[RunningEmulator]:
-    with ExitStack() as stack:
-        failure = ""
-        try:
-            server = stack.enter_context(start_emulator())
-        except EmulatorStartError as exc:
-            failure = str(exc)
-        if failure:
-            pytest.fail(failure, pytrace=False)
-        yield server
+    yield from emulator_or_fail()
 
 
 @pytest.fixture

@@ -56,9 +56,8 @@ def aws_client(
     )
 
 
-@pytest.fixture(scope="session")
-def ecr_server() -> Iterator[RunningEmulator]:
-    """The emulator process for the whole session, stopped (and reaped) at the end whatever happens."""
+def emulator_or_fail() -> Iterator[RunningEmulator]:
+    """A running emulator for a fixture to yield from, or a test failure carrying its output."""
     with ExitStack() as stack:
         failure = ""
         try:
@@ -69,6 +68,12 @@ def ecr_server() -> Iterator[RunningEmulator]:
             # Outside the except block: the report shows the emulator's output once, without a chain.
             pytest.fail(failure, pytrace=False)
         yield server
+
+
+@pytest.fixture(scope="session")
+def ecr_server() -> Iterator[RunningEmulator]:
+    """The emulator process for the whole session, stopped (and reaped) at the end whatever happens."""
+    yield from emulator_or_fail()
 
 
 @pytest.fixture
