@@ -248,6 +248,18 @@ def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime,
     return bool(now - when >= parsed.drift_check_interval * (1 + spread))
 
 
+def lost_creation(meta: Mapping[str, Any], status: Mapping[str, Any], now: datetime, after: float) -> bool:
+    """Never reconciled, and created longer ago than a busy operator needs to reach it (a queue of
+    thousands of creations waits for PutImage at 10/s): its creation was lost, not queued."""
+    if status.get("observedGeneration") is not None:
+        return False
+    try:
+        created = datetime.fromisoformat(str(meta.get("creationTimestamp")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (now - created).total_seconds() > after
+
+
 def _conflicts_in_status(status: Mapping[str, Any]) -> set[str]:
     return {str(t.get("tag")) for t in status.get("tags") or [] if t.get("reason") == "TagConflict"}
 
@@ -271,7 +283,16 @@ def drift_check(
     except SpecError:
         return  # already reported by the spec handler; nothing to check until the spec changes
     if meta.get("generation") != status.get("observedGeneration"):
-        return  # the spec handler has a change to handle first
+        if not lost_creation(meta, status, runtime.clock(), runtime.settings.rescue_after):
+            return  # the spec handler has a change to handle first
+        # Never reconciled although created a while ago: under heavy load kopf can lose an object's
+        # creation after a timed-out patch (seen with 5,000 objects created at once); take it over.
+        logger.warning("no reconcile since creation; reconciling from the drift timer")
+        try:
+            _run("rescue", parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
+        except kopf.TemporaryError as exc:
+            logger.warning("rescue deferred: %s", exc)
+        return
     # A tag's owner changed (the winner was deleted or let the tag go): act now, not at the next drift.
     ownership_changed = set(_contested(parsed, meta, tag_claims, runtime)) != _conflicts_in_status(status)
     forbidden_before = _ready_reason(status) == "Forbidden"

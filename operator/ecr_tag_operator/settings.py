@@ -62,8 +62,13 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 turns the metrics endpoint off.")
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside the pod
+    rescue_after: float = Field(
+        default=900.0,
+        ge=60,
+        description="Seconds after creation when the drift timer reconciles a resource never reconciled.",
+    )
     api_connection_limit: int = Field(
-        default=32, ge=4, le=1024, description="Connections to the Kubernetes API at most (kopf's own has no limit)."
+        default=64, ge=4, le=1024, description="Connections to the Kubernetes API at most (kopf's own has no limit)."
     )
     # Short enough that a watch on a connection that died silently (an API server that crashed behind
     # a load balancer) is re-established within 30 s; a re-watch from the last resourceVersion is cheap.
