@@ -63,7 +63,7 @@ def test_conflicting_claims_the_oldest_wins_and_the_next_takes_over(
 
     control_plane.kubectl("delete", "ecrimagetag", "first", "-n", k8s_namespace)
     # The loser's timer notices the owner is gone on its next tick (15 s) and takes the tag over.
-    wait_for("second takes over", lambda: ready(control_plane, k8s_namespace, "second", "True", "InSync"), timeout=60)
+    wait_for("second takes over", lambda: ready(control_plane, k8s_namespace, "second", "True", "InSync"), timeout=120)
     assert tag_digest(ecr_session_client, repo, "prod") == two.digest
     assert ecr_server.control.calls().of("PutImage", repo) == puts + 1
 
@@ -104,4 +104,4 @@ def test_namespace_rules_forbid_other_repositories_without_any_ecr_call(
     control_plane.kubectl(
         "annotate", "--overwrite", "namespace", k8s_namespace, "ecrtag.dev/allowed-repositories=team-a/*,team-b/*"
     )
-    wait_for("no longer Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "True", "InSync"), timeout=60)
+    wait_for("no longer Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "True", "InSync"), timeout=120)
