@@ -104,4 +104,6 @@ def test_namespace_rules_forbid_other_repositories_without_any_ecr_call(
     control_plane.kubectl(
         "annotate", "--overwrite", "namespace", k8s_namespace, "ecrtag.dev/allowed-repositories=team-a/*,team-b/*"
     )
-    wait_for("no longer Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "True", "InSync"), timeout=120)
+    wait_for(
+        "no longer Forbidden", lambda: ready(control_plane, k8s_namespace, "theirs", "True", "InSync"), timeout=120
+    )
