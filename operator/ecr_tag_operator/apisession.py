@@ -1,4 +1,5 @@
-"""The HTTP session kopf talks to the Kubernetes API with: kopf's own, but with a bounded pool.
+"""HTTP sessions to the Kubernetes API: kopf's own, but with a bounded pool; and the drift
+scheduler's, which reads objects and patches their status outside kopf's handlers.
 
 kopf's built-in session has no connection limit, so reconciling a thousand resources at once opens
 a TLS connection per in-flight request and keeps them pooled (about 128 KiB of TLS buffers each:
@@ -8,7 +9,9 @@ a TLS connection per in-flight request and keeps them pooled (about 128 KiB of T
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import kopf
@@ -16,17 +19,25 @@ import kopf
 from . import __version__
 
 
-def session_for(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+def _client(
+    info: kopf.ConnectionInfo, limit: int, timeout: aiohttp.ClientTimeout | None = None
+) -> aiohttp.ClientSession:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         auth = info.as_aiohttp_basic_auth()
-    session = aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        # kopf names its field manager after the User-Agent: both sessions write as one manager.
         headers={**info.as_http_headers(), "User-Agent": f"ecr-tag-operator/{__version__}"},
         auth=auth,
         proxy=info.proxy_url,
         trust_env=info.trust_env,
+        timeout=timeout or aiohttp.ClientTimeout(),
     )
+
+
+def session_for(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    session = _client(info, limit)
     return kopf.AiohttpSession(
         aiohttp_session=session,
         server=info.server,
@@ -41,3 +52,67 @@ def credentials(settings: kopf.OperatorSettings, logger: kopf.Logger, **kwargs: 
     return kopf.login_with_service_account(settings=settings, logger=logger, **kwargs) or kopf.login_with_kubeconfig(
         settings=settings, logger=logger, **kwargs
     )
+
+
+class KubeObjects:
+    """GET an object and merge-patch its status, with the credentials kopf last logged in with.
+
+    A status patch carries the resourceVersion the check read, so the API server refuses it (409)
+    when the object changed meanwhile; the patch is partial, never a whole-object PUT.
+    """
+
+    def __init__(
+        self,
+        credentials: Callable[[], kopf.ConnectionInfo | None],
+        path: str,
+        limit: int,
+        connect_timeout: float,
+        request_timeout: float,
+    ) -> None:
+        self._credentials = credentials
+        self._path = path  # e.g. /apis/ecrtag.dev/v1alpha1/namespaces/{namespace}/ecrimagetags/{name}
+        self._limit = limit
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._info: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _client(self) -> tuple[aiohttp.ClientSession, str]:
+        info = self._credentials()
+        if info is None:
+            raise ConnectionError("kopf has not logged in to the Kubernetes API yet")
+        if self._session is None or info is not self._info:  # kopf logged in anew: follow it
+            old, self._session, self._info = self._session, _client(info, self._limit, self._timeout), info
+            if old is not None:
+                await old.close()
+        return self._session, info.server.rstrip("/")
+
+    def _url(self, server: str, namespace: str, name: str) -> str:
+        return server + self._path.format(namespace=quote(namespace, safe=""), name=quote(name, safe=""))
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        session, server = await self._client()
+        async with session.get(self._url(server, namespace, name)) as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> bool:
+        """True when written; False when the object changed or went since it was read."""
+        session, server = await self._client()
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        async with session.patch(
+            self._url(server, namespace, name) + "/status",
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response:
+            if response.status in (404, 409):
+                return False
+            response.raise_for_status()
+            return True
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

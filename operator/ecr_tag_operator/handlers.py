@@ -3,16 +3,20 @@ post events."""
 
 from __future__ import annotations
 
-import zlib
+import asyncio
+import contextlib
+import functools
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from . import apisession, metrics
+from .apisession import KubeObjects
 from .authz import ALLOWED_REPOSITORIES, ASSUME_ROLE, forbidden, parse_patterns, patterns_for, role_for
 from .batching import ReadPolicy, read_policy
+from .drift_schedule import Entry, Group, entry_of
+from .drift_scheduler import DriftScheduler, Outcome, Tuning
 from .ecr import EcrCallError
 from .ownership import Claim, ClaimKey, claim_of, claims, contested
 from .planner import TRANSIENT_REASONS, Assessment, assess_refusal
@@ -23,23 +27,26 @@ from .spec import EcrImageTagSpec, SpecError, parse_spec
 from .status import merge_conditions, trim
 
 GROUP, VERSION, PLURAL = "ecrtag.dev", "v1alpha1", "ecrimagetags"
-# Each resource's timer wakes this often and checks whether its own driftCheckInterval has passed:
-# kopf fixes a timer's interval at import time, while the interval is set per resource.
-DRIFT_TICK = 15.0
-
 # kopf passes each index as a keyword named after its function; typed as plain mappings here, and
 # defaulted so that the handlers still fit kopf's callback protocols.
 TagClaims = Mapping[ClaimKey, Iterable[Claim]]
 NamespaceRules = Mapping[str, Iterable[dict[str, str]]]
+DriftEntries = Mapping[Group, Iterable[Entry]]
 _NONE: Mapping[Any, Any] = {}
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def _runtime(memo: kopf.Memo) -> Runtime:
+    """The runtime a test or the CLI put on memo, else one built from the environment."""
     runtime = memo.get("runtime")
     if not isinstance(runtime, Runtime):
         runtime = Runtime.build(Settings())
         memo["runtime"] = runtime
+    return runtime
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    runtime = _runtime(memo)
     ours = runtime.settings
     # kopf's marks on objects under our own domain instead of kopf.zalando.org.
     settings.persistence.finalizer = ours.finalizer
@@ -67,9 +74,9 @@ async def login(
 ) -> kopf.AiohttpSession | None:
     """kopf's own credentials, served through a session with a bounded connection pool."""
     info = apisession.credentials(settings=settings, logger=logger, **kwargs)
-    runtime = memo.get("runtime")
-    limit = runtime.settings.api_connection_limit if isinstance(runtime, Runtime) else Settings().api_connection_limit
-    return apisession.session_for(info, limit) if info else None
+    runtime = _runtime(memo)
+    runtime.credentials = info  # for the drift scheduler's own session
+    return apisession.session_for(info, runtime.settings.api_connection_limit) if info else None
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -201,7 +208,7 @@ def _run(
     metrics.RECONCILES.labels(trigger, "transient" if result.transient else ready.status.lower()).inc()
     metrics.observe_tags(str(meta.get("uid")), assessment.tags)
     if result.transient is not None:
-        # The drift timer retries on its next tick when the last sync time is left as it was.
+        # The drift scheduler retries after a delay when the last sync time is left as it was.
         patch.status.pop("lastSyncTime", None)
         raise kopf.TemporaryError(
             f"{result.transient.operation}: {result.transient.code}",
@@ -226,83 +233,122 @@ def reconcile_spec(
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
+    runtime.adopt_kopf_context()  # kopf has its indexes complete once it calls a resource handler
     parsed = _parse(spec, status, meta, body, patch, runtime)
     if reason == "resume" and status.get("lastSyncTime") and status.get("observedGeneration") == meta.get("generation"):
-        # Seen and synced before the restart: the drift timer checks it when due, so a restart of
+        # Seen and synced before the restart: the drift scheduler checks it when due, so a restart of
         # the operator does not read every resource at once.
         return
     _run(str(reason), parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
 
 
-def drift_due(status: Mapping[str, Any], parsed: EcrImageTagSpec, now: datetime, uid: str, jitter: float) -> bool:
-    """Whether the resource's drift check is due: its interval, stretched by a fixed per-resource
-    fraction (from its uid) so that resources synced together do not all check together again."""
-    last = status.get("lastSyncTime")
-    if not last:
-        return False  # the spec handler has not finished its first reconcile (or is retrying)
+@kopf.index(GROUP, VERSION, PLURAL)
+def drift_entries(
+    meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> dict[Group, Entry]:
+    """What the drift scheduler needs of each resource, grouped by repository; no body is kept."""
+    entry = entry_of(meta, spec, status, runtime_of(memo).settings.region)
+    return {entry.group: entry} if entry else {}
+
+
+def _urgent(entry: Entry, runtime: Runtime, tag_claims: TagClaims, namespace_rules: NamespaceRules) -> bool:
+    """Act now, not at the next drift: a tag's owner changed (the winner was deleted or let the tag
+    go), or a refusal has been lifted by a namespace's annotations."""
+    if entry.ready_reason == "Forbidden":
+        return _permission(entry.spec, entry.namespace, namespace_rules, runtime)[1] is None
+    region = runtime.settings.region
+    owners = contested(entry.spec, entry.claim, lambda key: tag_claims.get(key, ()), region)
+    return set(owners) != entry.conflicts
+
+
+def _drift_check(
+    raw: dict[str, Any],
+    trigger: str,
+    *,
+    runtime: Runtime,
+    settings: kopf.OperatorSettings,
+    tag_claims: TagClaims,
+    namespace_rules: NamespaceRules,
+) -> Outcome | None:
+    """One drift check (or rescue of a lost creation) on a freshly read object; the scheduler writes
+    the status patch. Runs on the scheduler's threads, in a copy of a kopf handler's context."""
+    body = kopf.Body(cast(kopf.RawBody, raw))
     try:
-        when = datetime.fromisoformat(str(last).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    spread = (zlib.crc32(uid.encode()) % 1000) / 1000 * jitter
-    return bool(now - when >= parsed.drift_check_interval * (1 + spread))
-
-
-def lost_creation(meta: Mapping[str, Any], status: Mapping[str, Any], now: datetime, after: float) -> bool:
-    """Never reconciled, and created longer ago than a busy operator needs to reach it (a queue of
-    thousands of creations waits for PutImage at 10/s): its creation was lost, not queued."""
-    if status.get("observedGeneration") is not None:
-        return False
+        parsed = parse_spec(body.spec)
+    except SpecError:
+        return None  # already reported by the spec handler; nothing to check until the spec changes
+    patch = kopf.Patch()
+    logger = kopf.ObjectLogger(body=body, settings=settings)
+    if trigger == "rescue":
+        # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
+        # 5,000 objects created at once); the scheduler takes it over.
+        logger.warning("no reconcile since creation; reconciling from the drift scheduler")
     try:
-        created = datetime.fromisoformat(str(meta.get("creationTimestamp")).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (now - created).total_seconds() > after
+        _run(trigger, parsed, body.status, body.meta, body, patch, runtime, logger, tag_claims, namespace_rules)
+    except kopf.TemporaryError as exc:
+        logger.warning("drift check deferred: %s", exc)
+        return Outcome(dict(patch.get("status") or {}), transient=True)
+    return Outcome(dict(patch.get("status") or {}), transient=False)
 
 
-def _conflicts_in_status(status: Mapping[str, Any]) -> set[str]:
-    return {str(t.get("tag")) for t in status.get("tags") or [] if t.get("reason") == "TagConflict"}
+def _forget_gone(runtime: Runtime, uids: set[str]) -> None:
+    runtime.keep_only(uids)
+    metrics.keep_only(uids)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK, initial_delay=DRIFT_TICK)
-def drift_check(
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
+@kopf.on.startup()
+async def start_drift_scheduler(
+    settings: kopf.OperatorSettings,
     memo: kopf.Memo,
-    logger: kopf.Logger,
+    drift_entries: DriftEntries = _NONE,
     tag_claims: TagClaims = _NONE,
     namespace_rules: NamespaceRules = _NONE,
     **_: Any,
 ) -> None:
-    runtime = runtime_of(memo)
-    try:
-        parsed = parse_spec(spec)
-    except SpecError:
-        return  # already reported by the spec handler; nothing to check until the spec changes
-    if meta.get("generation") != status.get("observedGeneration"):
-        if not lost_creation(meta, status, runtime.clock(), runtime.settings.rescue_after):
-            return  # the spec handler has a change to handle first
-        # Never reconciled although created a while ago: under heavy load kopf can lose an object's
-        # creation after a timed-out patch (seen with 5,000 objects created at once); take it over.
-        logger.warning("no reconcile since creation; reconciling from the drift timer")
-        try:
-            _run("rescue", parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
-        except kopf.TemporaryError as exc:
-            logger.warning("rescue deferred: %s", exc)
-        return
-    # A tag's owner changed (the winner was deleted or let the tag go): act now, not at the next drift.
-    ownership_changed = set(_contested(parsed, meta, tag_claims, runtime)) != _conflicts_in_status(status)
-    forbidden_before = _ready_reason(status) == "Forbidden"
-    uid, jitter = str(meta.get("uid")), runtime.settings.drift_jitter
-    if not (ownership_changed or forbidden_before or drift_due(status, parsed, runtime.clock(), uid, jitter)):
-        return
-    try:
-        _run("drift", parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
-    except kopf.TemporaryError as exc:
-        logger.warning("drift check deferred: %s", exc)  # the next tick retries
+    runtime = _runtime(memo)
+    ours = runtime.settings
+    store = KubeObjects(
+        lambda: runtime.credentials,
+        f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+        limit=ours.drift_group_size * ours.drift_parallel_groups,
+        connect_timeout=ours.api_connect_timeout,
+        request_timeout=ours.api_request_timeout,
+    )
+    scheduler = DriftScheduler(
+        entries=lambda: (entry for values in drift_entries.values() for entry in values),
+        urgent=lambda entry: _urgent(entry, runtime, tag_claims, namespace_rules),
+        keep_only=functools.partial(_forget_gone, runtime),
+        check=functools.partial(
+            _drift_check, runtime=runtime, settings=settings, tag_claims=tag_claims, namespace_rules=namespace_rules
+        ),
+        store=store,
+        tuning=Tuning(
+            tick=ours.drift_tick,
+            jitter=ours.drift_jitter,
+            early=ours.drift_early,
+            rescue_after=ours.rescue_after,
+            group_size=ours.drift_group_size,
+            parallel_groups=ours.drift_parallel_groups,
+            retry_delay=ours.transient_retry_delay,
+            hold=2 * ours.drift_tick,
+        ),
+        clock=runtime.clock,
+        context=lambda: runtime.kopf_context,
+    )
+    memo["drift_store"] = store
+    memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
+
+
+@kopf.on.cleanup()
+async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("drift_task")
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    store = memo.get("drift_store")
+    if isinstance(store, KubeObjects):
+        await store.close()
 
 
 def _delete_policy(spec: kopf.Spec, **_: Any) -> bool:
@@ -323,6 +369,7 @@ def delete_tags(
 ) -> None:
     """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image."""
     runtime = runtime_of(memo)
+    runtime.adopt_kopf_context()
     limit = runtime.settings.max_message_length
     uid = str(meta.get("uid"))
     try:

@@ -73,6 +73,14 @@ def forget_tags(uid: str) -> None:
         _refresh()
 
 
+def keep_only(uids: set[str]) -> None:
+    """Forget the tag states of resources that are gone."""
+    with _tag_lock:
+        for uid in [u for u in _tag_states if u not in uids]:
+            del _tag_states[uid]
+        _refresh()
+
+
 def _refresh() -> None:
     for state in ("in_sync", "drifted", "failed"):
         TAGS.labels(state).set(sum(c[state] for c in _tag_states.values()))

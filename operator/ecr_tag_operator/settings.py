@@ -34,9 +34,24 @@ class Settings(BaseSettings):
         default=20.0, gt=0, description="Seconds before kopf retries after a transient ECR failure."
     )
     drift_tick: float = Field(
-        default=15.0,
+        default=5.0,
         gt=0,
-        description="How often each resource's timer wakes to see if a drift check is due.",
+        le=60,
+        description="How often the drift scheduler looks for resources whose drift check is due.",
+    )
+    drift_group_size: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="Drift checks of one repository released together (their reads share one call).",
+    )
+    drift_parallel_groups: int = Field(default=2, ge=1, le=16, description="Groups of drift checks run at once.")
+    drift_early: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="A check due within this fraction of its interval joins a group of its repository "
+        "that runs now, rather than needing a read of its own later.",
     )
     max_listed_layers: int = Field(default=50, ge=1, le=1000)
     max_listed_failures: int = Field(default=20, ge=1, le=200)
@@ -55,7 +70,10 @@ class Settings(BaseSettings):
         default=0.02, ge=0, le=5, description="Seconds a spec change's reads wait to share a call with others."
     )
     drift_read_patience: float = Field(
-        default=1.0, ge=0, le=30, description="Seconds a drift check's reads wait to share a call with others."
+        default=0.1,
+        ge=0,
+        le=30,
+        description="Seconds a drift check's reads wait for the rest of its group, to share a call.",
     )
     drift_jitter: float = Field(
         default=0.1, ge=0, le=1, description="Drift checks are spread over this fraction of their interval."
@@ -65,7 +83,7 @@ class Settings(BaseSettings):
     rescue_after: float = Field(
         default=900.0,
         ge=60,
-        description="Seconds after creation when the drift timer reconciles a resource never reconciled.",
+        description="Seconds after creation when the drift scheduler reconciles a resource never reconciled.",
     )
     api_connection_limit: int = Field(
         default=64, ge=4, le=1024, description="Connections to the Kubernetes API at most (kopf's own has no limit)."

@@ -35,7 +35,7 @@ EVERYTHING = ("-f", str(VALUES_EVERYTHING))
 NAMESPACED = ("--set", "watchNamespaces={team-a,team-b}")
 
 OPERATOR_RULES = [
-    {"apiGroups": ["ecrtag.dev"], "resources": ["ecrimagetags"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["ecrtag.dev"], "resources": ["ecrimagetags"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["ecrtag.dev"], "resources": ["ecrimagetags/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
@@ -469,7 +469,7 @@ def test_rbac_rules_have_no_wildcards_and_no_secrets(helm: Helm, values: tuple[s
             if rule["resources"] == ["events"]:
                 assert rule["verbs"] == ["create"]
             else:  # read and patch only: never update, create or delete anything
-                assert set(rule["verbs"]) <= {"list", "watch", "patch"}, rule
+                assert set(rule["verbs"]) <= {"get", "list", "watch", "patch"}, rule
 
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(helm: Helm) -> None:

@@ -197,7 +197,7 @@ def test_drift_is_corrected_with_an_event_and_a_metric(
     wait_for("prod at build-1", lambda: tag_digest(ecr_session_client, repo, "prod") == img.digest)
     before = metric(operator_process.metrics(), "ecr_tag_operator_drift_corrections_total")
     other = ecr_seed.push(ecr_session_client, repo, "prod", "docker", seed=repo + "hand")  # moved by hand
-    # The next drift check is due 30 s (plus up to 10 %) after the last sync, seen at a 15 s tick.
+    # The next drift check is due 30 s (plus up to 10 %) after the last sync, seen at a 5 s tick.
     wait_for("prod put back", lambda: tag_digest(ecr_session_client, repo, "prod") == img.digest, timeout=150)
     events = json.loads(
         control_plane.kubectl(

@@ -62,7 +62,7 @@ def test_conflicting_claims_the_oldest_wins_and_the_next_takes_over(
     assert [e["involvedObject"]["name"] for e in events["items"]] == ["second"]
 
     control_plane.kubectl("delete", "ecrimagetag", "first", "-n", k8s_namespace)
-    # The loser's timer notices the owner is gone on its next tick (15 s) and takes the tag over.
+    # The drift scheduler notices the owner is gone at its next tick (5 s) and the loser takes the tag over.
     wait_for("second takes over", lambda: ready(control_plane, k8s_namespace, "second", "True", "InSync"), timeout=120)
     assert tag_digest(ecr_session_client, repo, "prod") == two.digest
     assert ecr_server.control.calls().of("PutImage", repo) == puts + 1
@@ -100,7 +100,7 @@ def test_namespace_rules_forbid_other_repositories_without_any_ecr_call(
         input=eit("ours", k8s_namespace, repositoryName=allowed, source={"tag": "build-1"}, tags=["p"]),
     )
     wait_for("allowed Ready", lambda: ready(control_plane, k8s_namespace, "ours", "True", "InSync"))
-    # Widening the rule lets the refused resource through at its next timer tick.
+    # Widening the rule lets the refused resource through at the drift scheduler's next tick.
     control_plane.kubectl(
         "annotate", "--overwrite", "namespace", k8s_namespace, "ecrtag.dev/allowed-repositories=team-a/*,team-b/*"
     )

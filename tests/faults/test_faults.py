@@ -192,7 +192,7 @@ def test_repository_deleted_under_a_live_resource(
 
     ecr_admin.delete_repository(repositoryName=repo, force=True)
     deleted = time.monotonic()
-    # The next drift check is due 30 s after the last sync; the timer ticks every 15 s.
+    # The next drift check is due 30 s after the last sync; the drift scheduler ticks every 5 s.
     gone = wait_for(
         "Ready=False RepositoryNotFound",
         lambda: (

@@ -1,36 +1,129 @@
-"""The drift timer's pure decisions: when a drift check is due, when a lost creation is taken over."""
+"""The drift scheduler's pure decisions: when a check is due, when a lost creation is taken over, and
+which checks run together."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ecr_tag_operator.handlers import drift_due, lost_creation
-from ecr_tag_operator.spec import parse_spec
+from ecr_tag_operator.drift_schedule import Entry, due_time, entry_of, lost_creation, pick
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-SPEC = parse_spec({"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"], "driftCheckInterval": "60s"})
 
 
 def ago(seconds: float) -> str:
     return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_drift_due_after_the_interval_stretched_by_the_resources_own_jitter() -> None:
-    assert not drift_due({"lastSyncTime": ago(59)}, SPEC, NOW, "uid-1", jitter=0.0)
-    assert drift_due({"lastSyncTime": ago(60)}, SPEC, NOW, "uid-1", jitter=0.0)
-    assert not drift_due({}, SPEC, NOW, "uid-1", jitter=0.0)
+def entry(
+    n: int = 1,
+    *,
+    synced: float | None = 0.0,
+    repo: str = "team/app",
+    tags: tuple[str, ...] | None = None,
+    generation: int = 1,
+    observed: int | None = 1,
+    created: float = 3600,
+    ready: str = "InSync",
+    interval: str = "60s",
+) -> Entry:
+    status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True", "reason": ready}]}
+    if observed is not None:
+        status["observedGeneration"] = observed
+    if synced is not None:
+        status["lastSyncTime"] = ago(synced)
+    meta = {
+        "namespace": "team",
+        "name": f"r{n}",
+        "uid": f"uid-{n}",
+        "generation": generation,
+        "creationTimestamp": ago(created),
+    }
+    spec = {
+        "repositoryName": repo,
+        "source": {"tag": "build"},
+        "tags": list(tags or (f"rel-{n}",)),
+        "driftCheckInterval": interval,
+    }
+    made = entry_of(meta, spec, status, "us-east-1")
+    assert made is not None
+    return made
+
+
+def never(_: Entry) -> bool:
+    return False
+
+
+def run(entries: list[Entry], **kw: Any) -> list[list[tuple[str, str]]]:
+    args: dict[str, Any] = {
+        "jitter": 0.0,
+        "early": 0.0,
+        "rescue_after": 900,
+        "urgent": never,
+        "waiting": never,
+        "max_members": 50,
+    }
+    groups = pick(entries, NOW, **(args | kw))
+    return [[(p.entry.name, p.trigger) for p in g] for g in groups]
+
+
+def test_entry_holds_what_a_check_reads_and_nothing_for_invalid_or_deleting_resources() -> None:
+    e = entry(7, tags=("a", "b"))
+    assert e.group == ("", "us-east-1", "team/app")
+    assert e.reads == {"a", "b", "build"}  # the source tag is read from the same repository
+    meta = {"namespace": "n", "name": "x", "uid": "u"}
+    assert entry_of(meta, {"repositoryName": "team/app", "tags": []}, {}, "us-east-1") is None
+    deleting = meta | {"deletionTimestamp": ago(1)}
+    assert entry_of(deleting, {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"]}, {}, "r") is None
+
+
+def test_due_after_the_interval_stretched_by_the_resources_own_jitter() -> None:
+    assert due_time(entry(synced=59), 0.0) == NOW + timedelta(seconds=1)
+    assert due_time(entry(synced=None), 0.0) is None
     # With jitter each resource waits its own fixed extra fraction, at most the jitter.
-    waits = [
-        next(s for s in range(60, 80) if drift_due({"lastSyncTime": ago(s)}, SPEC, NOW, f"u{n}", 0.1))
-        for n in range(50)
-    ]
+    waits = [(due_time(entry(n), 0.1) - NOW).total_seconds() for n in range(50)]  # type: ignore[operator]
     assert min(waits) >= 60
     assert max(waits) <= 66
     assert len(set(waits)) > 3
 
 
 def test_lost_creation_only_when_never_reconciled_and_old() -> None:
-    assert lost_creation({"creationTimestamp": ago(1000)}, {}, NOW, after=900)
-    assert not lost_creation({"creationTimestamp": ago(800)}, {}, NOW, after=900)
-    assert not lost_creation({"creationTimestamp": ago(1000)}, {"observedGeneration": 1}, NOW, after=900)
-    assert not lost_creation({}, {}, NOW, after=900)
+    assert lost_creation(entry(observed=None, created=1000), NOW, after=900)
+    assert not lost_creation(entry(observed=None, created=800), NOW, after=900)
+    assert not lost_creation(entry(created=1000), NOW, after=900)
+
+
+def test_only_due_urgent_or_lost_resources_run() -> None:
+    entries = [
+        entry(1, synced=61),  # due
+        entry(2, synced=30),  # not due
+        entry(3, synced=10, ready="Forbidden"),  # urgent (the predicate below says so)
+        entry(4, synced=None, observed=None, created=1000),  # lost creation
+        entry(5, synced=90, generation=2),  # due, but its spec changed: the spec handler's turn
+        entry(6, synced=None, observed=None, created=10),  # still queued for its first reconcile
+    ]
+    got = run(entries, urgent=lambda e: e.ready_reason == "Forbidden")
+    assert sorted(got[0]) == [("r1", "drift"), ("r3", "drift"), ("r4", "rescue")]
+    assert len(got) == 1
+    assert run(entries, waiting=lambda e: e.name in ("r1", "r3", "r4")) == []
+
+
+def test_checks_of_one_repository_run_together_in_groups_that_fit_one_call() -> None:
+    entries = [entry(n, synced=70, repo=f"team/app-{n % 2}") for n in range(130)]
+    groups = run(entries, max_members=50)
+    assert sorted(len(g) for g in groups) == [15, 15, 50, 50]
+    for g in groups:
+        assert len({int(name[1:]) % 2 for name, _ in g}) == 1  # one repository per group
+    # At most 100 image ids per BatchGetImage: 40 resources with 3 tags each do not fit one call.
+    wide = [entry(n, synced=70, tags=(f"a{n}", f"b{n}", f"c{n}")) for n in range(40)]
+    assert [len(g) for g in run(wide)] == [33, 7]  # 33 * 3 + the shared source tag = 100 ids
+
+
+def test_checks_due_soon_fill_a_group_that_runs_anyway() -> None:
+    entries = [entry(1, synced=61), *(entry(n, synced=60 - n) for n in range(2, 10))]
+    # rN is due in N s; within 10 % of 60 s (6 s) are r2..r6, soonest first.
+    got = run(entries, early=0.1)
+    assert [name for name, _ in got[0]] == ["r1", "r2", "r3", "r4", "r5", "r6"]
+    assert run(entries, early=0.1, max_members=3) == [[("r1", "drift"), ("r2", "drift"), ("r3", "drift")]]
+    # Nothing due: nothing runs early.
+    assert run(entries[1:], early=0.1) == []

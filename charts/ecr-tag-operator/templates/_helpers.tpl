@@ -48,7 +48,7 @@ What the operator does with EcrImageTags and Events, the same whether granted cl
 {{- define "ecr-tag-operator.rules" -}}
 - apiGroups: ["ecrtag.dev"]
   resources: ["ecrimagetags"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["ecrtag.dev"]
   resources: ["ecrimagetags/status"]
   verbs: ["patch"]

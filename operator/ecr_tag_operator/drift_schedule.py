@@ -1,0 +1,171 @@
+"""Which resources one scheduler tick checks for drift, and in which groups. Pure: no kopf, no I/O.
+
+One scheduler replaces a kopf timer per resource: a timer keeps each object's whole body in memory
+for as long as the object exists (about 80 KB per resource with its status and managedFields), and
+timers firing independently cannot line their reads up. The scheduler keeps an :class:`Entry` per
+resource (kopf's index holds them), and each tick releases the due resources of one repository
+together, so that their reads share one BatchGetImage.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .ecr import MAX_IDS_PER_CALL
+from .ownership import Claim, claim_of
+from .spec import EcrImageTagSpec, SpecError, parse_spec
+
+Group = tuple[str, str, str]  # (registry id or "", region, repository): reads that can share a call
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the scheduler needs to know of one resource, without its body."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: datetime | None
+    generation: int | None
+    observed_generation: int | None
+    last_sync: datetime | None
+    ready_reason: str | None
+    conflicts: frozenset[str]  # tags the last status reported as TagConflict
+    spec: EcrImageTagSpec
+    claim: Claim
+    group: Group
+    reads: frozenset[str] = field(default_factory=frozenset)  # tags one check reads from the group
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def entry_of(
+    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str
+) -> Entry | None:
+    """The resource's entry, or None when there is nothing to check: an invalid spec (reported by the
+    spec handler) or a resource being deleted."""
+    if meta.get("deletionTimestamp"):
+        return None
+    try:
+        spec = parse_spec(raw_spec)
+    except SpecError:
+        return None
+    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    target_region = spec.region or region
+    reads = set(spec.tags)
+    if spec.source.tag and spec.same_repository:
+        reads.add(spec.source.tag)
+    return Entry(
+        namespace=str(meta.get("namespace")),
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid")),
+        created=_time(meta.get("creationTimestamp")),
+        generation=meta.get("generation"),
+        observed_generation=status.get("observedGeneration"),
+        last_sync=_time(status.get("lastSyncTime")),
+        ready_reason=str(ready["reason"]) if ready.get("reason") else None,
+        conflicts=frozenset(str(t.get("tag")) for t in status.get("tags") or [] if t.get("reason") == "TagConflict"),
+        spec=spec,
+        claim=claim_of(meta, spec, region),
+        group=(spec.registry_id or "", target_region, spec.repository_name),
+        reads=frozenset(reads),
+    )
+
+
+def due_time(entry: Entry, jitter: float) -> datetime | None:
+    """When the drift check is due: the interval after the last sync, stretched by a fixed fraction
+    of it (from the uid, at most ``jitter``) so that resources synced together spread out."""
+    if entry.last_sync is None:
+        return None  # the spec handler has not finished its first reconcile (or is retrying)
+    spread = (zlib.crc32(entry.uid.encode()) % 1000) / 1000 * jitter
+    return entry.last_sync + entry.spec.drift_check_interval * (1 + spread)
+
+
+def lost_creation(entry: Entry, now: datetime, after: float) -> bool:
+    """Never reconciled, and created longer ago than a busy operator needs to reach it (a queue of
+    thousands of creations waits for PutImage at 10/s): its creation was lost, not queued."""
+    if entry.observed_generation is not None or entry.created is None:
+        return False
+    return (now - entry.created).total_seconds() > after
+
+
+@dataclass(frozen=True)
+class Pick:
+    entry: Entry
+    trigger: str  # "drift" or "rescue"
+
+
+@dataclass
+class _Chunk:
+    picks: list[Pick] = field(default_factory=list)
+    reads: set[str] = field(default_factory=set)
+
+    def fits(self, entry: Entry, max_members: int, max_reads: int) -> bool:
+        return len(self.picks) < max_members and len(self.reads | entry.reads) <= max_reads
+
+    def add(self, pick: Pick) -> None:
+        self.picks.append(pick)
+        self.reads |= pick.entry.reads
+
+
+def pick(
+    entries: Iterable[Entry],
+    now: datetime,
+    *,
+    jitter: float,
+    early: float,
+    rescue_after: float,
+    urgent: Callable[[Entry], bool],
+    waiting: Callable[[Entry], bool],
+    max_members: int,
+    max_reads: int = MAX_IDS_PER_CALL,
+) -> list[list[Pick]]:
+    """The checks to run now, in groups that read one repository and fit one BatchGetImage.
+
+    A check runs when it is due, when ``urgent`` says so (an owner changed, a refusal may have
+    lifted), or when a lost creation needs rescue; not while ``waiting`` (after a transient failure).
+    Where a group runs anyway and has room, checks due within ``early`` (a fraction of their
+    interval) join it: they would need a call of their own otherwise.
+    """
+    runs: dict[Group, list[Pick]] = {}
+    soon: dict[Group, list[tuple[datetime, Entry]]] = {}
+    for entry in entries:
+        if waiting(entry):
+            continue
+        if entry.generation != entry.observed_generation:
+            if lost_creation(entry, now, rescue_after):
+                runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
+            continue  # the spec handler has a change to handle first
+        due = due_time(entry, jitter)
+        if (due is not None and due <= now) or urgent(entry):
+            runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
+        elif due is not None and due - entry.spec.drift_check_interval * early <= now:
+            soon.setdefault(entry.group, []).append((due, entry))
+    out: list[list[Pick]] = []
+    for group, picked in runs.items():
+        chunks = [_Chunk()]
+        for p in picked:
+            if chunks[-1].picks and not chunks[-1].fits(p.entry, max_members, max_reads):
+                chunks.append(_Chunk())
+            chunks[-1].add(p)
+        for _, entry in sorted(soon.get(group, []), key=lambda pair: pair[0]):
+            if not chunks[-1].fits(entry, max_members, max_reads):
+                break
+            chunks[-1].add(Pick(entry, "drift"))
+        out.extend(c.picks for c in chunks)
+    return out

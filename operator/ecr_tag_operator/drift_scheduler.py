@@ -1,0 +1,169 @@
+"""The drift scheduler: one task for every resource's drift checks, started by the startup handler.
+
+Each tick it asks :func:`drift_schedule.pick` for groups of checks, reads each member's object
+fresh from the API (the index keeps no status), runs the members of a group at the same moment on
+threads of its own (their reads coalesce into one call per repository) and merge-patches each
+status with the object's resourceVersion as a precondition, so a check never writes over a newer
+status. The check itself is the handlers' reconcile; this module only schedules and does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from .drift_schedule import Entry, Pick, pick
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Mapping[str, Any]  # the status patch; empty when there is nothing to write
+    transient: bool  # ECR failed transiently: retry after a delay, not at the next tick
+
+
+class ObjectStore(Protocol):
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> bool: ...
+
+
+Check = Callable[[dict[str, Any], str], Outcome | None]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    tick: float  # seconds between scans of the index
+    jitter: float
+    early: float
+    rescue_after: float
+    group_size: int  # checks released together (each holds a thread for the group's reads)
+    parallel_groups: int
+    retry_delay: float  # after a transient failure
+    hold: float  # after a check, before the same resource is picked again (its status event may lag)
+
+
+class DriftScheduler:
+    def __init__(
+        self,
+        *,
+        entries: Callable[[], Iterable[Entry]],
+        urgent: Callable[[Entry], bool],
+        keep_only: Callable[[set[str]], None],
+        check: Check,
+        store: ObjectStore,
+        tuning: Tuning,
+        clock: Callable[[], datetime],
+        context: Callable[[], contextvars.Context | None],
+    ) -> None:
+        self._entries = entries
+        self._urgent = urgent
+        self._keep_only = keep_only  # drops per-resource state of the resources no longer indexed
+        self._check = check
+        self._store = store
+        self._tuning = tuning
+        self._clock = clock
+        self._context = context  # kopf's handler context (for events): None until kopf handles objects
+        self._held: dict[str, datetime] = {}
+        self._pool = ThreadPoolExecutor(tuning.group_size * tuning.parallel_groups, thread_name_prefix="drift")
+
+    async def run(self) -> None:
+        t = self._tuning
+        try:
+            while True:
+                await asyncio.sleep(t.tick)
+                context = self._context()
+                if context is None:
+                    continue  # kopf has not started handling objects: its indexes may be incomplete
+                try:
+                    await self.tick(context)
+                except Exception:  # a bad tick must not end drift checking for good
+                    log.exception("drift scheduler tick failed")
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def tick(self, context: contextvars.Context) -> int:
+        """One scan: run every picked group; return how many checks ran."""
+        t = self._tuning
+        now = self._clock()
+        self._held = {uid: until for uid, until in self._held.items() if until > now}
+        entries = list(self._entries())
+        self._keep_only({e.uid for e in entries})
+        groups = pick(
+            entries,
+            now,
+            jitter=t.jitter,
+            early=t.early,
+            rescue_after=t.rescue_after,
+            urgent=self._urgent,
+            waiting=lambda e: e.uid in self._held,
+            max_members=t.group_size,
+        )
+        slots = asyncio.Semaphore(t.parallel_groups)
+
+        async def one_group(group: list[Pick]) -> int:
+            async with slots:
+                return await self._run_group(group, context)
+
+        done = await asyncio.gather(*(one_group(g) for g in groups))
+        return sum(done)
+
+    async def _run_group(self, group: list[Pick], context: contextvars.Context) -> int:
+        bodies = await asyncio.gather(*(self._fetch(p) for p in group), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        ready: list[tuple[Pick, dict[str, Any]]] = []
+        for p, body in zip(group, bodies, strict=True):
+            if isinstance(body, BaseException):
+                log.warning("drift check of %s deferred: %s", p.entry.ref, body)
+                self._hold(p.entry, self._tuning.retry_delay)
+            elif body is not None:
+                ready.append((p, body))
+        # Released together, so that their reads of the repository share calls.
+        outcomes = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, context.copy().run, self._check, body, p.trigger) for p, body in ready),
+            return_exceptions=True,
+        )
+        writes = []
+        for (p, body), outcome in zip(ready, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("drift check of %s failed: %r", p.entry.ref, outcome)
+                self._hold(p.entry, self._tuning.retry_delay)
+                continue
+            self._hold(p.entry, self._tuning.retry_delay if outcome and outcome.transient else self._tuning.hold)
+            if outcome and outcome.status:
+                meta = body.get("metadata") or {}
+                writes.append(self._write(p.entry, outcome.status, str(meta.get("resourceVersion"))))
+        await asyncio.gather(*writes)
+        return len(ready)
+
+    async def _fetch(self, p: Pick) -> dict[str, Any] | None:
+        body = await self._store.get(p.entry.namespace, p.entry.name)
+        if body is None:
+            return None  # deleted since it was indexed
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        if meta.get("uid") != p.entry.uid or meta.get("deletionTimestamp"):
+            return None
+        if p.trigger == "drift" and meta.get("generation") != status.get("observedGeneration"):
+            return None  # the spec changed since it was indexed: the spec handler's turn
+        return body
+
+    async def _write(self, entry: Entry, status: Mapping[str, Any], resource_version: str) -> None:
+        try:
+            if not await self._store.patch_status(entry.namespace, entry.name, status, resource_version):
+                log.info("drift check of %s not written: the object changed meanwhile", entry.ref)
+                self._held.pop(entry.uid, None)  # checked again at the next tick
+        except Exception as exc:  # the API is unreachable or refused: try again later
+            log.warning("drift check of %s not written: %s", entry.ref, exc)
+            self._hold(entry, self._tuning.retry_delay)
+
+    def _hold(self, entry: Entry, seconds: float) -> None:
+        self._held[entry.uid] = self._clock() + timedelta(seconds=seconds)

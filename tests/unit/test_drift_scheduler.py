@@ -1,0 +1,112 @@
+"""The drift scheduler's I/O loop against an in-memory object store: members of a group run at the
+same moment, writes carry the resourceVersion read, and failures hold a resource back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ecr_tag_operator.drift_schedule import Entry
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Outcome, Tuning
+
+from .test_timers import NOW, entry
+
+TUNING = Tuning(tick=1, jitter=0, early=0, rescue_after=900, group_size=10, parallel_groups=2, retry_delay=20, hold=10)
+
+
+class Store:
+    def __init__(self, entries: list[Entry]) -> None:
+        self.objects = {
+            e.name: {
+                "metadata": {"name": e.name, "uid": e.uid, "generation": 1, "resourceVersion": "7"},
+                "status": {"observedGeneration": 1},
+            }
+            for e in entries
+        }
+        self.writes: list[tuple[str, dict[str, Any], str]] = []
+        self.conflict: set[str] = set()
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> bool:
+        if name in self.conflict:
+            return False
+        self.writes.append((name, dict(status), resource_version))
+        return True
+
+
+def scheduler(entries: list[Entry], store: Store, check: Any, clock: list[datetime]) -> DriftScheduler:
+    return DriftScheduler(
+        entries=lambda: entries,
+        urgent=lambda _: False,
+        keep_only=lambda _: None,
+        check=check,
+        store=store,
+        tuning=TUNING,
+        clock=lambda: clock[0],
+        context=contextvars.copy_context,
+    )
+
+
+def test_a_group_runs_its_checks_at_once_and_writes_with_the_version_it_read() -> None:
+    entries = [entry(n, synced=61) for n in range(10)]
+    store = Store(entries)
+    barrier = threading.Barrier(10, timeout=10)  # breaks unless all ten checks run at the same time
+
+    def check(body: dict[str, Any], trigger: str) -> Outcome:
+        barrier.wait()
+        return Outcome({"lastSyncTime": "now", "by": trigger}, transient=False)
+
+    sched = scheduler(entries, store, check, [NOW])
+    assert asyncio.run(sched.tick(contextvars.copy_context())) == 10
+    assert sorted(w[0] for w in store.writes) == sorted(e.name for e in entries)
+    assert {(w[1]["by"], w[2]) for w in store.writes} == {("drift", "7")}
+
+
+def test_held_after_a_check_retried_after_a_conflict_and_skipped_when_gone() -> None:
+    entries = [entry(1, synced=61), entry(2, synced=61), entry(3, synced=61)]
+    store = Store(entries)
+    store.conflict.add("r2")
+    del store.objects["r3"]  # deleted since it was indexed
+    calls: list[str] = []
+
+    def check(body: dict[str, Any], trigger: str) -> Outcome:
+        calls.append(body["metadata"]["name"])
+        return Outcome({"lastSyncTime": "now"}, transient=body["metadata"]["name"] == "r1")
+
+    clock = [NOW]
+    sched = scheduler(entries, store, check, clock)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert sorted(calls) == ["r1", "r2"]
+    calls.clear()
+    store.conflict.clear()
+    clock[0] = NOW + timedelta(seconds=5)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert calls == ["r2"]  # r1 failed transiently: held for the retry delay; r2's write conflicted
+    calls.clear()
+    clock[0] = NOW + timedelta(seconds=12)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert calls == []  # r1 held until 20 s, r2 (written at 5 s) until 15 s
+    clock[0] = NOW + timedelta(seconds=21)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert sorted(calls) == ["r1", "r2"]  # still due: their index entries did not move in this test
+
+
+def test_a_check_that_raises_holds_the_resource_and_the_rest_go_on() -> None:
+    entries = [entry(1, synced=61), entry(2, synced=61)]
+    store = Store(entries)
+
+    def check(body: dict[str, Any], trigger: str) -> Outcome:
+        if body["metadata"]["name"] == "r1":
+            raise RuntimeError("boom")
+        return Outcome({"lastSyncTime": "now"}, transient=False)
+
+    sched = scheduler(entries, store, check, [datetime(2026, 6, 1, 12, 0, tzinfo=UTC)])
+    assert asyncio.run(sched.tick(contextvars.copy_context())) == 2
+    assert [w[0] for w in store.writes] == ["r2"]
+    assert asyncio.run(sched.tick(contextvars.copy_context())) == 0
