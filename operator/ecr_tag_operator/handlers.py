@@ -63,6 +63,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.networking.connect_timeout = ours.api_connect_timeout
     settings.networking.request_timeout = ours.api_request_timeout
     settings.execution.max_workers = ours.max_workers
+    # kopf starts a worker per object with an event and keeps its body until the handler is done:
+    # 5,000 objects created at once would all wait for PutImage tokens in memory (~95 KB each).
+    # Bounded, the rest wait as raw events; short-lived, so that status events do not hold slots.
+    settings.queueing.worker_limit = ours.object_worker_limit
+    settings.queueing.idle_timeout = ours.object_worker_idle
     if ours.metrics_port:
         metrics.serve(ours.metrics_port, ours.metrics_host)
     logger.info("ecr-tag-operator started: region=%s, metrics port %s", ours.region, ours.metrics_port or "off")
@@ -310,7 +315,7 @@ async def start_drift_scheduler(
     store = KubeObjects(
         lambda: runtime.credentials,
         f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
-        limit=ours.drift_group_size * ours.drift_parallel_groups,
+        limit=16,  # each TLS connection holds ~128 KiB of buffers; a group's GETs queue briefly instead
         connect_timeout=ours.api_connect_timeout,
         request_timeout=ours.api_request_timeout,
     )

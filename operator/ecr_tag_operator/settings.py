@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     max_workers: int = Field(
         default=64, ge=1, le=512, description="Threads for the synchronous handlers (reads wait for company in them)."
     )
+    object_worker_limit: int = Field(
+        default=256,
+        ge=16,
+        description="Objects kopf processes at once (the rest queue as raw events); above max_workers.",
+    )
+    object_worker_idle: float = Field(
+        default=0.5, gt=0, description="Seconds an object's kopf worker waits for more events before it exits."
+    )
     # ECR's default quotas per account and region (adjustable at AWS; set these to match).
     put_image_rate: float = Field(default=10.0, ge=0, description="PutImage calls per second; 0: no limit.")
     batch_get_image_rate: float = Field(default=2000.0, ge=0)
