@@ -87,13 +87,15 @@ def entry_of(
     )
 
 
-def due_time(entry: Entry, jitter: float) -> datetime | None:
-    """When the drift check is due: the interval after the last sync, stretched by a fixed fraction
-    of it (from the uid, at most ``jitter``) so that resources synced together spread out."""
+def due_time(entry: Entry, jitter: float, checked: datetime | None = None) -> datetime | None:
+    """When the drift check is due: the interval after the last sync (or the last check this process
+    made, which writes nothing when it finds nothing new), stretched by a fixed fraction of it (from
+    the uid, at most ``jitter``) so that resources synced together spread out."""
     if entry.last_sync is None:
         return None  # the spec handler has not finished its first reconcile (or is retrying)
+    last = max(entry.last_sync, checked) if checked is not None else entry.last_sync
     spread = (zlib.crc32(entry.uid.encode()) % 1000) / 1000 * jitter
-    return entry.last_sync + entry.spec.drift_check_interval * (1 + spread)
+    return last + entry.spec.drift_check_interval * (1 + spread)
 
 
 def lost_creation(entry: Entry, now: datetime, after: float) -> bool:
@@ -133,12 +135,14 @@ def pick(
     urgent: Callable[[Entry], bool],
     waiting: Callable[[Entry], bool],
     max_members: int,
+    checked: Mapping[str, datetime] | None = None,
     max_reads: int = MAX_IDS_PER_CALL,
 ) -> list[list[Pick]]:
     """The checks to run now, in groups that read one repository and fit one BatchGetImage.
 
     A check runs when it is due, when ``urgent`` says so (an owner changed, a refusal may have
     lifted), or when a lost creation needs rescue; not while ``waiting`` (after a transient failure).
+    ``checked`` has when this process last checked each resource (by uid).
     Where a group runs anyway and has room, checks due within ``early`` (a fraction of their
     interval) join it: they would need a call of their own otherwise.
     """
@@ -151,7 +155,7 @@ def pick(
             if lost_creation(entry, now, rescue_after):
                 runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
             continue  # the spec handler has a change to handle first
-        due = due_time(entry, jitter)
+        due = due_time(entry, jitter, (checked or {}).get(entry.uid))
         if (due is not None and due <= now) or urgent(entry):
             runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
         elif due is not None and due - entry.spec.drift_check_interval * early <= now:

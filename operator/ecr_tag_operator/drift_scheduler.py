@@ -5,6 +5,10 @@ fresh from the API (the index keeps no status), runs the members of a group at t
 threads of its own (their reads coalesce into one call per repository) and merge-patches each
 status with the object's resourceVersion as a precondition, so a check never writes over a newer
 status. The check itself is the handlers' reconcile; this module only schedules and does the I/O.
+
+A check that finds the status as it was writes nothing, not even lastSyncTime: the API conventions
+advise against heartbeat writes, and at thousands of resources each write (and the watch event it
+sends back to every watcher) costs more than the check. When it checked is remembered here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ log = logging.getLogger(__name__)
 class Outcome:
     status: Mapping[str, Any]  # the status patch; empty when there is nothing to write
     transient: bool  # ECR failed transiently: retry after a delay, not at the next tick
+
+
+def changes(patch: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether a status patch says anything new besides the time of the check."""
+    return any(key != "lastSyncTime" and status.get(key) != value for key, value in patch.items())
 
 
 class ObjectStore(Protocol):
@@ -74,6 +83,7 @@ class DriftScheduler:
         self._clock = clock
         self._context = context  # kopf's handler context (for events): None until kopf handles objects
         self._held: dict[str, datetime] = {}
+        self._checked: dict[str, datetime] = {}  # uid -> when this process last checked it
         self._pool = ThreadPoolExecutor(tuning.group_size * tuning.parallel_groups, thread_name_prefix="drift")
 
     async def run(self) -> None:
@@ -97,7 +107,9 @@ class DriftScheduler:
         now = self._clock()
         self._held = {uid: until for uid, until in self._held.items() if until > now}
         entries = list(self._entries())
-        self._keep_only({e.uid for e in entries})
+        live = {e.uid for e in entries}
+        self._keep_only(live)
+        self._checked = {uid: at for uid, at in self._checked.items() if uid in live}
         groups = pick(
             entries,
             now,
@@ -107,6 +119,7 @@ class DriftScheduler:
             urgent=self._urgent,
             waiting=lambda e: e.uid in self._held,
             max_members=t.group_size,
+            checked=self._checked,
         )
         slots = asyncio.Semaphore(t.parallel_groups)
 
@@ -139,9 +152,13 @@ class DriftScheduler:
                 self._hold(p.entry, self._tuning.retry_delay)
                 continue
             self._hold(p.entry, self._tuning.retry_delay if outcome and outcome.transient else self._tuning.hold)
-            if outcome and outcome.status:
+            if outcome is None:
+                continue
+            if changes(outcome.status, body.get("status") or {}):
                 meta = body.get("metadata") or {}
-                writes.append(self._write(p.entry, outcome.status, str(meta.get("resourceVersion"))))
+                writes.append(self._write(p.entry, outcome, str(meta.get("resourceVersion"))))
+            elif not outcome.transient:
+                self._checked[p.entry.uid] = self._clock()
         await asyncio.gather(*writes)
         return len(ready)
 
@@ -156,9 +173,12 @@ class DriftScheduler:
             return None  # the spec changed since it was indexed: the spec handler's turn
         return body
 
-    async def _write(self, entry: Entry, status: Mapping[str, Any], resource_version: str) -> None:
+    async def _write(self, entry: Entry, outcome: Outcome, resource_version: str) -> None:
         try:
-            if not await self._store.patch_status(entry.namespace, entry.name, status, resource_version):
+            if await self._store.patch_status(entry.namespace, entry.name, outcome.status, resource_version):
+                if not outcome.transient:
+                    self._checked[entry.uid] = self._clock()
+            else:
                 log.info("drift check of %s not written: the object changed meanwhile", entry.ref)
                 self._held.pop(entry.uid, None)  # checked again at the next tick
         except Exception as exc:  # the API is unreachable or refused: try again later

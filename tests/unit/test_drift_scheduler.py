@@ -77,7 +77,7 @@ def test_held_after_a_check_retried_after_a_conflict_and_skipped_when_gone() -> 
 
     def check(body: dict[str, Any], trigger: str) -> Outcome:
         calls.append(body["metadata"]["name"])
-        return Outcome({"lastSyncTime": "now"}, transient=body["metadata"]["name"] == "r1")
+        return Outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=body["metadata"]["name"] == "r1")
 
     clock = [NOW]
     sched = scheduler(entries, store, check, clock)
@@ -94,7 +94,8 @@ def test_held_after_a_check_retried_after_a_conflict_and_skipped_when_gone() -> 
     assert calls == []  # r1 held until 20 s, r2 (written at 5 s) until 15 s
     clock[0] = NOW + timedelta(seconds=21)
     asyncio.run(sched.tick(contextvars.copy_context()))
-    assert sorted(calls) == ["r1", "r2"]  # still due: their index entries did not move in this test
+    # r1's retry delay has passed; r2 was written at 5 s, so its next check is an interval later.
+    assert calls == ["r1"]
 
 
 def test_a_check_that_raises_holds_the_resource_and_the_rest_go_on() -> None:
@@ -104,9 +105,33 @@ def test_a_check_that_raises_holds_the_resource_and_the_rest_go_on() -> None:
     def check(body: dict[str, Any], trigger: str) -> Outcome:
         if body["metadata"]["name"] == "r1":
             raise RuntimeError("boom")
-        return Outcome({"lastSyncTime": "now"}, transient=False)
+        return Outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=False)
 
     sched = scheduler(entries, store, check, [datetime(2026, 6, 1, 12, 0, tzinfo=UTC)])
     assert asyncio.run(sched.tick(contextvars.copy_context())) == 2
     assert [w[0] for w in store.writes] == ["r2"]
     assert asyncio.run(sched.tick(contextvars.copy_context())) == 0
+
+
+def test_a_check_that_finds_nothing_new_writes_nothing_and_is_next_due_an_interval_later() -> None:
+    entries = [entry(1, synced=61), entry(2, synced=61)]
+    store = Store(entries)
+    calls: list[str] = []
+
+    def check(body: dict[str, Any], trigger: str) -> Outcome:
+        calls.append(body["metadata"]["name"])
+        changed = body["metadata"]["name"] == "r2"
+        return Outcome({"lastSyncTime": "now", "observedGeneration": 2 if changed else 1}, transient=False)
+
+    clock = [NOW]
+    sched = scheduler(entries, store, check, clock)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert sorted(calls) == ["r1", "r2"]
+    assert [w[0] for w in store.writes] == ["r2"]  # r1's status would only have had a new lastSyncTime
+    calls.clear()
+    clock[0] = NOW + timedelta(seconds=59)  # past the hold, within the interval (60 s) of the check
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert calls == []
+    clock[0] = NOW + timedelta(seconds=61)
+    asyncio.run(sched.tick(contextvars.copy_context()))
+    assert sorted(calls) == ["r1", "r2"]  # entries here keep their old lastSyncTime: due again
