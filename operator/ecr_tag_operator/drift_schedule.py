@@ -1,8 +1,8 @@
 """Which resources one scheduler tick checks for drift, and in which groups. Pure: no kopf, no I/O.
 
-One scheduler replaces a kopf timer per resource: a timer keeps each object's whole body in memory
-for as long as the object exists (about 80 KB per resource with its status and managedFields), and
-timers firing independently cannot line their reads up. The scheduler keeps an :class:`Entry` per
+One scheduler replaces a kopf timer per resource: a timer keeps each object's whole body (status
+and managedFields included) in memory for as long as the object exists, and timers firing
+independently cannot line their reads up. The scheduler keeps an :class:`Entry` per
 resource (kopf's index holds them), and each tick releases the due resources of one repository
 together, so that their reads share one BatchGetImage.
 """
@@ -34,7 +34,7 @@ class Entry:
     observed_generation: int | None
     last_sync: datetime | None
     ready_reason: str | None
-    conflicts: frozenset[str]  # tags the last status reported as TagConflict
+    conflicts: frozenset[str]  # tags the last status named another owner for
     spec: EcrImageTagSpec
     claim: Claim
     group: Group
@@ -79,7 +79,8 @@ def entry_of(
         observed_generation=status.get("observedGeneration"),
         last_sync=_time(status.get("lastSyncTime")),
         ready_reason=str(ready["reason"]) if ready.get("reason") else None,
-        conflicts=frozenset(str(t.get("tag")) for t in status.get("tags") or [] if t.get("reason") == "TagConflict"),
+        # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
+        conflicts=frozenset(str(t.get("tag")) for t in status.get("tags") or [] if t.get("owner")),
         spec=spec,
         claim=claim_of(meta, spec, region),
         group=(spec.registry_id or "", target_region, spec.repository_name),

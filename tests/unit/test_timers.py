@@ -73,6 +73,12 @@ def test_entry_holds_what_a_check_reads_and_nothing_for_invalid_or_deleting_reso
     assert e.reads == {"a", "b", "build"}  # the source tag is read from the same repository
     meta = {"namespace": "n", "name": "x", "uid": "u"}
     assert entry_of(meta, {"repositoryName": "team/app", "tags": []}, {}, "us-east-1") is None
+    # Tags the status names another owner for, in sync or not (what urgent checks compare with).
+    spec = {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["a", "c", "d"]}
+    tags = [{"tag": "a", "owner": "x/y", "inSync": True}, {"tag": "c", "owner": "x/y", "reason": "TagConflict"}]
+    owned = entry_of(meta, spec, {"tags": [*tags, {"tag": "d", "inSync": True}]}, "us-east-1")
+    assert owned is not None
+    assert owned.conflicts == {"a", "c"}
     deleting = meta | {"deletionTimestamp": ago(1)}
     assert entry_of(deleting, {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"]}, {}, "r") is None
 
