@@ -2,7 +2,9 @@
 
 - ``ecr_server`` (session): the running emulator; ``.endpoint_url``, ``.control`` (EmulatorControl),
   ``.env`` (environment for a child process: endpoints, dummy credentials, region).
-- ``ecr`` (function): the same server after resetting moto's state, fault rules and call counts.
+- ``ecr`` (function): a second session emulator, reset (moto's state, fault rules, call counts) for
+  each test. The first one serves the session's operator, which keeps checking the e2e tests'
+  resources for drift, so it is never reset and its counts are read per repository.
 - ``ecr_client`` (function): a boto3 ECR client on it that never retries, so faults are seen as sent.
 - ``aws_client_factory``: ``make(service, total_max_attempts=1, access_key_id=..., secret_access_key=...)``
   for other clients (IAM, STS, a retrying ECR client, ...).
@@ -76,13 +78,19 @@ def ecr_server() -> Iterator[RunningEmulator]:
     yield from emulator_or_fail()
 
 
+@pytest.fixture(scope="session")
+def isolated_ecr_server() -> Iterator[RunningEmulator]:
+    """An emulator that no operator of the session talks to: tests may reset it and count every call."""
+    yield from emulator_or_fail()
+
+
 @pytest.fixture
-def ecr(ecr_server: RunningEmulator) -> RunningEmulator:
-    """The session's emulator with moto's state, fault rules and call counts reset for this test."""
-    if ecr_server.process.poll() is not None:
-        pytest.fail(f"the ECR emulator has exited:\n{ecr_server.log_text()}", pytrace=False)
-    ecr_server.control.reset_all()
-    return ecr_server
+def ecr(isolated_ecr_server: RunningEmulator) -> RunningEmulator:
+    """The isolated emulator with moto's state, fault rules and call counts reset for this test."""
+    if isolated_ecr_server.process.poll() is not None:
+        pytest.fail(f"the ECR emulator has exited:\n{isolated_ecr_server.log_text()}", pytrace=False)
+    isolated_ecr_server.control.reset_all()
+    return isolated_ecr_server
 
 
 @pytest.fixture
