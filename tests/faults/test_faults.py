@@ -167,7 +167,7 @@ def test_throttling_and_server_errors_on_every_operation(
     report(
         "throttling",
         resources=count,
-        retry_mode=operator.env.get("ECR_TAG_OPERATOR_RETRY_MODE", "adaptive (default)"),
+        retry_mode=operator.env.get("ECR_TAG_OPERATOR_RETRY_MODE", "standard (default)"),
         seconds_to_converge=converged,
         ecr_calls=sum(calls.total.values()),
         faulted_calls=sum(calls.faulted.values()),
