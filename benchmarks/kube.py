@@ -100,10 +100,6 @@ def parse_time(text: str | None) -> datetime | None:
         return None
 
 
-def last_sync(obj: Mapping[str, Any]) -> datetime | None:
-    return parse_time((obj.get("status") or {}).get("lastSyncTime"))
-
-
 def status_written(obj: Mapping[str, Any]) -> datetime | None:
     """When kube-apiserver last stored a status write for the object (managedFields, second resolution).
     Unlike the conditions' timestamps, which the operator stamps when a reconcile starts, this is when

@@ -76,7 +76,7 @@ class KubeObjects:
         self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    async def _client(self) -> tuple[aiohttp.ClientSession, str]:
+    async def _connected(self) -> tuple[aiohttp.ClientSession, str]:
         info = self._credentials()
         if info is None:
             raise ConnectionError("kopf has not logged in to the Kubernetes API yet")
@@ -90,7 +90,7 @@ class KubeObjects:
         return server + self._path.format(namespace=quote(namespace, safe=""), name=quote(name, safe=""))
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        session, server = await self._client()
+        session, server = await self._connected()
         async with session.get(self._url(server, namespace, name)) as response:
             if response.status == 404:
                 return None
@@ -100,7 +100,7 @@ class KubeObjects:
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> bool:
         """True when written; False when the object changed or went since it was read."""
-        session, server = await self._client()
+        session, server = await self._connected()
         patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
         async with session.patch(
             self._url(server, namespace, name) + "/status",
