@@ -5,21 +5,21 @@ BIN := $(VENV)/bin
 
 .PHONY: venv binaries lint test test-fast demo clean
 
-$(BIN)/ecr-tag-operator: pyproject.toml
+$(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e ./localenv
 	touch $@
 
-venv: $(BIN)/ecr-tag-operator
+venv: $(BIN)/ecr-tag-demo
 
 # kube-apiserver, kubectl, etcd and helm built from Go modules into a cache outside the repository.
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator localenv tests benchmarks
+	$(BIN)/ruff format --check operator localenv tests benchmarks
 	$(BIN)/mypy
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
@@ -32,7 +32,7 @@ test-fast: venv
 	$(BIN)/pytest tests/unit
 
 demo: venv binaries
-	$(BIN)/ecr-tag-operator demo
+	$(BIN)/ecr-tag-demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

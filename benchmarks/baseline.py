@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecr_tag_operator.ecr import plain_client
+from ecr_tag_localenv.clients import plain_client
 
 RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
 MAX_PASSES = 5

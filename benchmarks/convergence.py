@@ -25,12 +25,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ecr_tag_operator.ecr import plain_client
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import ControlPlane, KubeCluster, ensure_binaries, repo_root
-from ecr_tag_operator.localenv.ecr_control import CallCounts, EmulatorControl, FaultRule
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator, start_emulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.clients import plain_client
+from ecr_tag_localenv.control_plane import ControlPlane, KubeCluster, ensure_binaries, repo_root
+from ecr_tag_localenv.ecr_control import CallCounts, EmulatorControl, FaultRule
+from ecr_tag_localenv.ecr_launcher import RunningEmulator, start_emulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 
 from . import baseline, procstat, promtext
 from .kube import Api, Resource, ready_reason, state_of, status_written

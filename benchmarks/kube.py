@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv.control_plane import KubeCluster
 
 GROUP, VERSION, PLURAL, KIND = "ecrtag.dev", "v1alpha1", "ecrimagetags", "EcrImageTag"
 APPLY_CHUNK = 500  # objects per `kubectl apply` (one multi-document file each)

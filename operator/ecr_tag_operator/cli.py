@@ -43,18 +43,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="more logs")
     run.add_argument("--debug", action="store_true", help="debug logs, kopf's included")
     run.set_defaults(func=_run)
-    demo = sub.add_parser(
-        "demo", help="run the operator on a local control plane and ECR emulator, apply a sample, show its status"
-    )
-    demo.add_argument("--once", action="store_true", help="exit once the sample is Ready instead of at Ctrl-C")
-    demo.set_defaults(func=_demo)
     return top
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .localenv.demo import run_demo  # the local environment's dependencies: the `local` extra
-
-    return run_demo(once=args.once)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

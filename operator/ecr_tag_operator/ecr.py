@@ -382,12 +382,3 @@ _SNAKE = {
     "PutImage": "put_image",
     "BatchDeleteImage": "batch_delete_image",
 }
-
-
-def plain_client(service: str, *, endpoint_url: str, region: str, access_key_id: str, secret_access_key: str) -> Any:
-    """A bare boto3 client for local tooling (seeding the ECR emulator, the demo), so that boto3 is
-    still imported in this module alone."""
-    session = boto3.session.Session(
-        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
-    )
-    return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv.control_plane import KubeCluster
 
 from .support import CHECK_DIR, EXAMPLES, load_one
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecr_tag_operator.localenv.control_plane import BinariesError, ensure_binaries, pinned_versions
+from ecr_tag_localenv.control_plane import BinariesError, ensure_binaries, pinned_versions
 from tests.chart.helm import Helm
 
 

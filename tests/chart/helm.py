@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ecr_tag_operator.localenv.control_plane import repo_root
+from ecr_tag_localenv.control_plane import repo_root
 
 CHART = repo_root() / "charts" / "ecr-tag-operator"
 SOURCE_CRD = repo_root() / "crds" / "ecrimagetags.ecrtag.dev.yaml"

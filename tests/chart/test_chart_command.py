@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ecr_tag_localenv.control_plane import repo_root
 from ecr_tag_operator import cli
-from ecr_tag_operator.localenv.control_plane import repo_root
 from tests.chart.helm import VALUES_EVERYTHING, Helm, container, load_yaml, one
 
 RENDERINGS = {

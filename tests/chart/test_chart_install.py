@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv.control_plane import KubeCluster
 from tests.chart.helm import (
     CHART,
     HEALTH_CHECK_KEY,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import ControlPlane, ensure_binaries
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 from tests.chart.helm import CHART, Helm, Obj, container
 from tests.plugins.ecr_server import aws_client
 

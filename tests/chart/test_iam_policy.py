@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from ecr_tag_localenv.control_plane import repo_root
 from ecr_tag_operator import ecr
-from ecr_tag_operator.localenv.control_plane import repo_root
 
 DOCS = repo_root() / "docs"
 READS = {"ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from tests.plugins.ecr_server import aws_client
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv.control_plane import KubeCluster
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
 
 T = TypeVar("T")

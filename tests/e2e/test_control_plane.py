@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_tag_operator.localenv import control_plane as cp_module
-from ecr_tag_operator.localenv.control_plane import (
+from ecr_tag_localenv import control_plane as cp_module
+from ecr_tag_localenv.control_plane import (
     BUILD_COMMAND,
     BinariesError,
     ControlPlane,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv.control_plane import KubeCluster
 
 pytestmark = pytest.mark.e2e
 

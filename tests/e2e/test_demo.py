@@ -1,4 +1,4 @@
-"""The README's first command, as a newcomer runs it: ``ecr-tag-operator demo --once``."""
+"""The README's first command, as a newcomer runs it: ``ecr-tag-demo --once`` (``make demo``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_once_shows_a_ready_resource_and_its_status() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ecr_tag_operator.cli", "demo", "--once"],
+        [sys.executable, "-m", "ecr_tag_localenv.demo", "--once"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,8 +10,8 @@ import logging
 import kopf
 import pytest
 
+from ecr_tag_localenv.control_plane import KubeCluster
 from ecr_tag_operator.apisession import KubeObjects
-from ecr_tag_operator.localenv.control_plane import KubeCluster
 
 from .helpers import eit, get, unique
 

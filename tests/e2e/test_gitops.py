@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import KubeCluster
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.control_plane import KubeCluster
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 
 from .helpers import condition, tag_digest, unique, wait_for
 

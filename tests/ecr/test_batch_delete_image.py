@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ecr_tag_operator.localenv.ecr_seed import ensure_repository, push_docker_image, put_manifest
+from ecr_tag_localenv.ecr_seed import ensure_repository, push_docker_image, put_manifest
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.client import ECRClient

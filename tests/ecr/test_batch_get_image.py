@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ecr_tag_operator.localenv.ecr_media import (
+from ecr_tag_localenv.ecr_media import (
     ALL_MODERN_MANIFEST_TYPES,
     DOCKER_MANIFEST_V1,
     DOCKER_MANIFEST_V2,
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from ecr_tag_operator.localenv.ecr_seed import ensure_repository, push_docker_image, push_oci_image, push_oci_index
+from ecr_tag_localenv.ecr_seed import ensure_repository, push_docker_image, push_oci_image, push_oci_index
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.client import ECRClient

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ecr_tag_operator.localenv.ecr_media import (
+from ecr_tag_localenv.ecr_media import (
     ALL_MODERN_MANIFEST_TYPES,
     DOCKER_MANIFEST_V2,
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from ecr_tag_operator.localenv.ecr_seed import (
+from ecr_tag_localenv.ecr_seed import (
     ensure_repository,
     push_docker_image,
     push_oci_image,

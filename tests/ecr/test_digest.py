@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ecr_tag_operator.localenv.ecr_media import ALL_MODERN_MANIFEST_TYPES, manifest_digest
-from ecr_tag_operator.localenv.ecr_seed import ensure_repository, push_docker_image, push_verbatim
+from ecr_tag_localenv.ecr_media import ALL_MODERN_MANIFEST_TYPES, manifest_digest
+from ecr_tag_localenv.ecr_seed import ensure_repository, push_docker_image, push_verbatim
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.client import ECRClient

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from ecr_tag_operator.localenv.ecr_control import ControlError, FaultRule
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.ecr_seed import ensure_repository, push_docker_image, upload_blob
+from ecr_tag_localenv.ecr_control import ControlError, FaultRule
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.ecr_seed import ensure_repository, push_docker_image, upload_blob
 from tests.plugins.ecr_server import AwsClientFactory
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.ecr_launcher import start_emulator
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.ecr_launcher import start_emulator
 from tests.plugins.ecr_server import aws_client
 
 

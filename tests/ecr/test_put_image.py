@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from ecr_tag_operator.localenv.ecr_media import DOCKER_MANIFEST_LIST, OCI_INDEX, manifest_digest, sha256_digest
-from ecr_tag_operator.localenv.ecr_seed import (
+from ecr_tag_localenv.ecr_media import DOCKER_MANIFEST_LIST, OCI_INDEX, manifest_digest, sha256_digest
+from ecr_tag_localenv.ecr_seed import (
     copy_blobs,
     copy_image,
     ensure_repository,

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.ecr_media import (
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.ecr_media import (
     DOCKER_MANIFEST_LIST,
     DOCKER_MANIFEST_V2,
     OCI_INDEX,
     OCI_MANIFEST,
     manifest_digest,
 )
-from ecr_tag_operator.localenv.ecr_seed import (
+from ecr_tag_localenv.ecr_seed import (
     copy_image,
     ensure_repository,
     push_docker_image,
@@ -98,7 +98,7 @@ def test_cli_prints_the_digest(ecr: RunningEmulator, ecr_client: ECRClient) -> N
         [
             sys.executable,
             "-m",
-            "ecr_tag_operator.localenv.ecr_seed",
+            "ecr_tag_localenv.ecr_seed",
             "--endpoint-url",
             ecr.endpoint_url,
             "--repository",

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from ecr_tag_operator.localenv.ecr_control import FaultRule
-from ecr_tag_operator.localenv.ecr_launcher import EmulatorStartError, start_emulator
-from ecr_tag_operator.localenv.ecr_seed import ensure_repository, push_docker_image
+from ecr_tag_localenv.ecr_control import FaultRule
+from ecr_tag_localenv.ecr_launcher import EmulatorStartError, start_emulator
+from ecr_tag_localenv.ecr_seed import ensure_repository, push_docker_image
 from tests.plugins.ecr_server import aws_client
 
 
@@ -82,7 +82,7 @@ def test_iam_enforcement_denies_put_image_without_permission(tmp_path: Path) -> 
 
 def test_refuses_to_bind_a_non_loopback_address() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ecr_tag_operator.localenv.ecr_emulator", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+        [sys.executable, "-m", "ecr_tag_localenv.ecr_emulator", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from ecr_tag_operator.localenv.control_plane import (
+from ecr_tag_localenv.control_plane import (
     BinariesError,
     ControlPlane,
     ControlPlaneError,
     ensure_binaries,
 )
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 from tests.plugins.control_plane import OPERATOR_CRD
 from tests.plugins.ecr_server import aws_client, emulator_or_fail
 

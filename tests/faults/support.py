@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import KubeCluster
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.control_plane import KubeCluster
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
 from tests.e2e.helpers import condition
 

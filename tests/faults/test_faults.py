@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import ControlPlane
-from ecr_tag_operator.localenv.ecr_faults import FaultRule
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.control_plane import ControlPlane
+from ecr_tag_localenv.ecr_faults import FaultRule
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from tests.e2e.helpers import condition, eit, get, unique, wait_for
 
 from .conftest import OperatorFactory, new_namespace

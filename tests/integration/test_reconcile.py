@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from mypy_boto3_ecr.client import ECRClient
 
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.ecr_faults import FaultRule
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.ecr import Boto3Ecr
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.ecr_faults import FaultRule
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, DOCKER_MANIFEST_V2, digest_of
 from ecr_tag_operator.reconcile import Result, finalize, reconcile
 from ecr_tag_operator.settings import Settings

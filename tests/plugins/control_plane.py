@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ecr_tag_operator.localenv.control_plane import (
+from ecr_tag_localenv.control_plane import (
     BinariesError,
     ControlPlane,
     ControlPlaneError,

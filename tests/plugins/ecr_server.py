@@ -22,7 +22,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ecr_tag_operator.localenv.ecr_launcher import (
+from ecr_tag_localenv.ecr_launcher import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_SECRET_ACCESS_KEY,
     REGION,

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ecr_tag_operator.localenv.control_plane import KubeCluster
-from ecr_tag_operator.localenv.ecr_launcher import RunningEmulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.control_plane import KubeCluster
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 
 # Short retry delays so transient-failure tests converge in seconds, not minutes.
 TEST_ENV = {"ECR_TAG_OPERATOR_TRANSIENT_RETRY_DELAY": "2", "ECR_TAG_OPERATOR_MAX_ATTEMPTS": "3"}

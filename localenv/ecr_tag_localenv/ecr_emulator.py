@@ -1,6 +1,6 @@
 """ECR emulator: a moto server (all services, so STS and IAM work too) with ECR corrected where moto differs.
 
-    python -m ecr_tag_operator.localenv.ecr_emulator --host 127.0.0.1 --port 0 --port-file /tmp/port
+    python -m ecr_tag_localenv.ecr_emulator --host 127.0.0.1 --port 0 --port-file /tmp/port
 
 See :mod:`.ecr_corrections` for what is corrected, :mod:`.ecr_faults` for the ``/_emulator/`` control
 API and :mod:`.ecr_control` for its client.
@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from wsgiref.types import WSGIApplication
 
-from ecr_tag_operator.localenv.ecr_faults import (
+from ecr_tag_localenv.ecr_faults import (
     CallLedger,
     EmulatorMiddleware,
     FaultConfig,
@@ -38,7 +38,7 @@ def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_operator.localenv import ecr_corrections
+    from ecr_tag_localenv import ecr_corrections
 
     ecr_corrections.apply()
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)

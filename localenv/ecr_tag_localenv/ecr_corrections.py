@@ -32,7 +32,7 @@ from moto.ecr.exceptions import (
 from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability
 from moto.ecr.responses import ECRResponse
 
-from ecr_tag_operator.localenv.ecr_media import (
+from ecr_tag_localenv.ecr_media import (
     DOCKER_MANIFEST_V1,
     DOCKER_MANIFEST_V2,
     INDEX_TYPES,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecr_tag_operator.localenv.ecr_faults import FaultConfig, FaultRule
+from ecr_tag_localenv.ecr_faults import FaultConfig, FaultRule
 
 __all__ = ["CallCounts", "ControlError", "EmulatorControl", "FaultConfig", "FaultRule"]
 

@@ -1,7 +1,7 @@
 """Fault injection, call accounting and the ``/_emulator/`` control API of the ECR emulator.
 
 Everything here is plain WSGI and standard library; nothing imports moto, so the typed rule classes
-can be shared with :mod:`ecr_tag_operator.localenv.ecr_control` (the client side).
+can be shared with :mod:`ecr_tag_localenv.ecr_control` (the client side).
 """
 
 from __future__ import annotations

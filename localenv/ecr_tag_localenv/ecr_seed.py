@@ -3,7 +3,7 @@
 Blobs are random bytes, deterministic from a seed, uploaded with InitiateLayerUpload / UploadLayerPart /
 CompleteLayerUpload; the manifest is then pushed with PutImage. Not operator code: it may use boto3.
 
-    python -m ecr_tag_operator.localenv.ecr_seed --endpoint-url URL --repository NAME --tag TAG --kind index
+    python -m ecr_tag_localenv.ecr_seed --endpoint-url URL --repository NAME --tag TAG --kind index
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ecr_tag_operator.localenv.ecr_media import (
+from ecr_tag_localenv.ecr_media import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_MANIFEST_LIST,
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     args = parser.parse_args(argv)
 
-    from ecr_tag_operator.ecr import plain_client
+    from ecr_tag_localenv.clients import plain_client
 
     client = plain_client(
         "ecr",

@@ -76,8 +76,8 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 def repo_root() -> Path:
-    """The checkout this package lives in (operator/ecr_tag_operator/localenv/ -> three levels up)."""
-    return Path(__file__).resolve().parents[3]
+    """The checkout this package lives in (localenv/ecr_tag_localenv/ -> two levels up)."""
+    return Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------------------------------

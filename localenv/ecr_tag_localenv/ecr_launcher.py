@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecr_tag_operator.localenv.ecr_control import EmulatorControl
+from ecr_tag_localenv.ecr_control import EmulatorControl
 
 REGION = "us-east-1"
 DUMMY_ACCESS_KEY_ID = "testing"
@@ -73,7 +73,7 @@ def start_emulator(
     startup_timeout: float = 60.0,
     log_dir: Path | None = None,
 ) -> Iterator[RunningEmulator]:
-    """Run ``python -m ecr_tag_operator.localenv.ecr_emulator`` on a free loopback port until the block ends.
+    """Run ``python -m ecr_tag_localenv.ecr_emulator`` on a free loopback port until the block ends.
 
     The server picks the port itself (``--port 0``) and reports it in a file, so parallel runs cannot race
     for a port. ``env`` is added to a copy of this process's environment; ``os.environ`` is not touched.
@@ -89,7 +89,7 @@ def start_emulator(
                 [
                     sys.executable,
                     "-m",
-                    "ecr_tag_operator.localenv.ecr_emulator",
+                    "ecr_tag_localenv.ecr_emulator",
                     "--host",
                     "127.0.0.1",
                     "--port",

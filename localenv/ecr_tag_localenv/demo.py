@@ -1,4 +1,4 @@
-"""``ecr-tag-operator demo``: the operator's main job on an embedded default.
+"""``ecr-tag-demo`` (``make demo``): the operator's main job on an embedded default.
 
 Builds (or reuses) the control-plane binaries, starts kube-apiserver + etcd and the ECR emulator on
 127.0.0.1, pushes an image, installs the CRD, starts the operator, applies examples/basic.yaml, waits
@@ -7,6 +7,7 @@ for Ready and prints what a user would look at. Everything it started is stopped
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import signal
@@ -21,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from ecr_tag_operator.ecr import plain_client
-from ecr_tag_operator.localenv import ecr_seed
-from ecr_tag_operator.localenv.control_plane import ControlPlane, ensure_binaries, repo_root
-from ecr_tag_operator.localenv.ecr_launcher import REGION, start_emulator
-from ecr_tag_operator.localenv.operator_process import OperatorProcess
+from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.clients import plain_client
+from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries, repo_root
+from ecr_tag_localenv.ecr_launcher import REGION, start_emulator
+from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
 
 EXAMPLE = "examples/basic.yaml"
@@ -115,5 +116,11 @@ def tag_digest(client: Any, repository: str, tag: str) -> str | None:
     return got["images"][0]["imageId"]["imageDigest"] if got["images"] else None
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecr-tag-demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--once", action="store_true", help="exit once the sample is Ready instead of at Ctrl-C")
+    return run_demo(once=parser.parse_args(argv).once)
+
+
 if __name__ == "__main__":
-    sys.exit(run_demo(once="--once" in sys.argv))
+    sys.exit(main())
