@@ -24,6 +24,7 @@ from .model import (
     Images,
     LayerInfo,
     Layers,
+    Mutability,
     PutOutcome,
     ReadPolicy,
     Registry,
@@ -202,6 +203,16 @@ class SharedReads:
                         found.append(info)
                 failures.extend(f for f in result.failures if f.layer_digest in asked)
         return Layers(tuple(found), tuple(failures))
+
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
+        """Cached for as long as an AVAILABLE layer: a repository's mutability changes rarely."""
+        key = ("mutability", where, repository)
+        cached = self._get(key, policy.layer_max_age) if policy.layer_max_age else None
+        if isinstance(cached, Mutability):
+            return cached
+        found = self._inner.describe_mutability(where, repository, policy)
+        self._put(key, found)
+        return found
 
     def put_image(
         self, where: Registry, repository: str, tag: str, manifest: str, media_type: str, digest: str

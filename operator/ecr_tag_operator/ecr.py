@@ -32,6 +32,7 @@ from .model import (
     Images,
     LayerInfo,
     Layers,
+    Mutability,
     PutOutcome,
     ReadPolicy,
     Registry,
@@ -232,6 +233,15 @@ class Boto3Ecr:
         said = f"ECR answered ImageAlreadyExists, but {tag} points at {now or 'no image'}: {failure.message}"
         return PutOutcome(tag, "failed", Failure("PutImage", "ImageTagAlreadyExistsException", said, tag=tag))
 
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
+        resp = self._call("DescribeRepositories", where, repositoryNames=[repository], **_registry_kwargs(where))
+        repo = (resp.get("repositories") or [{}])[0]
+        filters = repo.get("imageTagMutabilityExclusionFilters") or []
+        return Mutability(
+            repo.get("imageTagMutability", "MUTABLE"),
+            tuple(f["filter"] for f in filters if f.get("filterType", "WILDCARD") == "WILDCARD"),
+        )
+
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         failures: list[Failure] = []
         for chunk in _chunks(tags):
@@ -346,4 +356,5 @@ _SNAKE = {
     "BatchCheckLayerAvailability": "batch_check_layer_availability",
     "PutImage": "put_image",
     "BatchDeleteImage": "batch_delete_image",
+    "DescribeRepositories": "describe_repositories",
 }

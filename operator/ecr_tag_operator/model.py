@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -143,6 +144,27 @@ class SourceImage:
 
 
 @dataclass(frozen=True)
+class Mutability:
+    """A repository's tag mutability (DescribeRepositories): which tags ECR refuses to move."""
+
+    setting: str = "MUTABLE"  # MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION
+    exclusions: tuple[str, ...] = ()  # WILDCARD filters: '*' matches any run of characters
+
+    def immutable(self, tag: str) -> bool:
+        excluded = any(re.fullmatch(".*".join(map(re.escape, f.split("*"))), tag) for f in self.exclusions)
+        if self.setting == "IMMUTABLE":
+            return True
+        if self.setting == "IMMUTABLE_WITH_EXCLUSION":
+            return not excluded
+        if self.setting == "MUTABLE_WITH_EXCLUSION":
+            return excluded
+        return False
+
+    def describe(self) -> str:
+        return f"{self.setting} (exclusions: {', '.join(self.exclusions)})" if self.exclusions else self.setting
+
+
+@dataclass(frozen=True)
 class Observation:
     source: SourceImage | None
     source_failure: Failure | None = None
@@ -152,6 +174,7 @@ class Observation:
     child_failures: tuple[Failure, ...] = ()
     tag_digests: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag does not exist
     tag_failures: tuple[Failure, ...] = ()
+    mutability: Mutability | None = None  # None: not known (DescribeRepositories not allowed)
 
 
 @dataclass(frozen=True)

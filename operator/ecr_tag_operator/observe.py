@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from .manifests import Manifest, ManifestError, digest_of, parse_manifest
-from .model import Failure, Image, ImageId, Observation, ReadPolicy, Registry, SourceImage
+from .model import EcrCallError, Failure, Image, ImageId, Mutability, Observation, ReadPolicy, Registry, SourceImage
 from .ports import NO_POLICY, EcrApi
 from .spec import EcrImageTagSpec
 
@@ -108,6 +108,7 @@ def observe(
 
     digests = [blob.digest for blob, _ in source.blobs()]
     layers = ecr.check_layers(target_at, spec.repository_name, digests, policy) if digests else None
+    moving = [t for t in spec.tags if tag_digests.get(t) not in (None, source.digest)]
     return Observation(
         source,
         layers={info.digest: info for info in layers.layers} if layers else {},
@@ -116,7 +117,22 @@ def observe(
         child_failures=child_failures,
         tag_digests=tag_digests,
         tag_failures=tag_failures,
+        mutability=_mutability(ecr, target_at, spec.repository_name, policy)
+        if moving and spec.mode == "Enforce"
+        else None,
     )
+
+
+def _mutability(ecr: EcrApi, where: Registry, repository: str, policy: ReadPolicy) -> Mutability | None:
+    """Which tags ECR refuses to move, read only when a tag is about to move: so that a tag ECR will
+    refuse is not put again at every check. Not known when IAM does not allow DescribeRepositories
+    (PutImage then tells)."""
+    try:
+        return ecr.describe_mutability(where, repository, policy)
+    except EcrCallError as exc:
+        if exc.failure.code == "AccessDeniedException":
+            return None
+        raise
 
 
 def _read_children(

@@ -87,8 +87,22 @@ def plan(
     layers = layers_condition(spec, obs)
     if layers.status != "True":
         return Plan(deletes=deletes, blocked=layers)
-    puts = tuple(t for t in spec.tags if t not in contested and obs.tag_digests.get(t) != src.digest)
+    puts = tuple(
+        t
+        for t in spec.tags
+        if t not in contested and obs.tag_digests.get(t) != src.digest and not held_by_mutability(obs, t)
+    )
     return Plan(puts=puts, deletes=deletes)
+
+
+def held_by_mutability(obs: Observation, tag: str) -> bool:
+    """The tag exists at another image and the repository's mutability says ECR would refuse to move
+    it: not written (ECR's answer would be ImageTagAlreadyExists at every check)."""
+    return (
+        obs.mutability is not None
+        and obs.mutability.immutable(tag)
+        and obs.tag_digests.get(tag) not in (None, obs.source.digest if obs.source else None)
+    )
 
 
 def assess(
@@ -134,6 +148,9 @@ def assess(
         if not in_sync and reason is None:
             if tag in contested:
                 reason = Reason.TAG_CONFLICT
+            elif spec.mode == "Enforce" and held_by_mutability(obs, tag) and obs.mutability is not None:
+                reason = Reason.IMAGE_TAG_ALREADY_EXISTS
+                message = f"the repository's tag mutability is {obs.mutability.describe()}: {tag} stays at {now}"
             elif src is None:
                 reason = Reason.SOURCE_NOT_RESOLVED
             elif spec.mode == "Observe":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .model import Failure, ImageId, Images, Layers, PutOutcome, ReadPolicy, Registry
+from .model import Failure, ImageId, Images, Layers, Mutability, PutOutcome, ReadPolicy, Registry
 
 NO_POLICY = ReadPolicy()
 
@@ -27,3 +27,5 @@ class EcrApi(Protocol):
     ) -> PutOutcome: ...
 
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]: ...
+
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability: ...

@@ -112,6 +112,7 @@ def test_immutable_repository_fails_only_the_moved_tag(h: Harness) -> None:
     ecr_seed.ensure_repository(h.client, "team/frozen", immutable=True)
     old = ecr_seed.push(h.client, "team/frozen", "prod", "docker", seed="old")
     new = ecr_seed.push(h.client, "team/frozen", "build-2", "docker", seed="new")
+    h.server.control.reset_calls()
     result = h.run(repositoryName="team/frozen", source={"tag": "build-2"}, tags=["prod", "staging"])
     tags = {t["tag"]: t for t in result.status["tags"]}
     assert tags["staging"] == {"tag": "staging", "inSync": True, "digest": new.digest}
@@ -119,13 +120,34 @@ def test_immutable_repository_fails_only_the_moved_tag(h: Harness) -> None:
     assert tags["prod"]["reason"] == "ImageTagAlreadyExists"
     assert tags["prod"]["digest"] == old.digest
     assert conditions(result)["Ready"] == ("False", "ImageTagAlreadyExists")
-    failure = result.status["failures"][0]
-    assert (failure["operation"], failure["code"], failure["tag"]) == (
-        "PutImage",
-        "ImageTagAlreadyExistsException",
-        "prod",
-    )
+    message = next(c["message"] for c in result.status["conditions"] if c["type"] == "TagsInSync")
+    assert "tag mutability is IMMUTABLE" in message
     assert h.tag_digest("team/frozen", "prod") == old.digest
+    # The repository's mutability was read (DescribeRepositories): the tag ECR would refuse is not put,
+    # now or at the next check, until the spec or the repository changes.
+    assert h.puts("team/frozen") == 1  # staging
+    h.server.control.reset_calls()
+    again = h.run(repositoryName="team/frozen", source={"tag": "build-2"}, tags=["prod", "staging"])
+    assert h.puts("team/frozen") == 0
+    assert conditions(again)["Ready"] == ("False", "ImageTagAlreadyExists")
+
+
+def test_a_tag_excluded_from_immutability_is_moved(h: Harness) -> None:
+    ecr_seed.ensure_repository(h.client, "team/frozen-x")
+    h.client.put_image_tag_mutability(
+        repositoryName="team/frozen-x",
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest*"}],
+    )
+    ecr_seed.push(h.client, "team/frozen-x", "latest", "docker", seed="old-x")
+    ecr_seed.push(h.client, "team/frozen-x", "v1", "docker", seed="old-y")
+    new = ecr_seed.push(h.client, "team/frozen-x", "build-2", "docker", seed="new-x")
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/frozen-x", source={"tag": "build-2"}, tags=["latest", "v1"])
+    tags = {t["tag"]: t for t in result.status["tags"]}
+    assert tags["latest"] == {"tag": "latest", "inSync": True, "digest": new.digest}
+    assert tags["v1"]["reason"] == "ImageTagAlreadyExists"
+    assert h.puts("team/frozen-x") == 1
 
 
 def test_cross_repository_missing_layer_blocks_every_put(h: Harness) -> None:

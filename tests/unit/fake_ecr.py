@@ -16,6 +16,7 @@ from ecr_tag_operator.model import (
     Images,
     LayerInfo,
     Layers,
+    Mutability,
     PutOutcome,
     ReadPolicy,
     Registry,
@@ -28,6 +29,7 @@ class Repo:
     manifests: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     blobs: set[str] = field(default_factory=set)
+    mutability: Mutability = field(default_factory=Mutability)
 
 
 @dataclass
@@ -104,9 +106,17 @@ class FakeEcr:
             return PutOutcome(tag, "failed", self.refuse_puts[tag])
         if repo.tags.get(tag) == digest:
             return PutOutcome(tag, "unchanged")
+        if tag in repo.tags and repo.mutability.immutable(tag):
+            return PutOutcome(
+                tag, "failed", Failure("PutImage", "ImageTagAlreadyExistsException", "immutable", tag=tag)
+            )
         repo.manifests[digest] = manifest
         repo.tags[tag] = digest
         return PutOutcome(tag, "put")
+
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
+        self._enter("DescribeRepositories")
+        return self._existing(repository, "DescribeRepositories").mutability
 
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         self._enter("BatchDeleteImage")
