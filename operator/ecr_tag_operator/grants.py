@@ -543,8 +543,8 @@ class NamespaceGrants:
             return f"no policy grants it registry {location.account} in {location.region}"
         conflict = self._conflicted.get(location)
         if conflict is not None:
-            named = ", ".join(f"{p}: {_credentials(r)}" for p, r in conflict.choices)
-            return f"policies name different credentials for {location} ({named}), so it is refused until they agree"
+            choices = ", ".join(f"{p}: {_credentials(r)}" for p, r in conflict.choices)
+            return f"policies name different credentials for {location} ({choices}), so it is refused until they agree"
         (_, role), *_ = reg.choices
         if role is None and location.account != self.own_account:
             named = sorted({p for p, _ in reg.choices})
