@@ -4,14 +4,19 @@ STS attribution, and the policy's status. Pure: no process, no clock."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecr_tag_operator.grants import (
     INVALID_POLICY,
     NAME_TAG,
+    NAMESPACE_PATTERN,
     NAMESPACE_TAG,
+    REGION_PATTERN,
+    ROLE_ARN_PATTERN,
     ROLE_CONFLICT,
     VALID,
     Conflict,
@@ -34,6 +39,7 @@ from ecr_tag_operator.grants import (
     session_tags,
     source_identity,
 )
+from ecr_tag_operator.spec import REGISTRY_PATTERN
 
 OWN = "111122223333"
 OTHER = "444455556666"
@@ -840,3 +846,55 @@ def test_last_transition_time_moves_only_when_the_status_does() -> None:
     assert "observedGeneration" not in policy_status(
         "p", TEAM_A, generation=None, matched=[], conflicts=[], previous_conditions=[], now=T0
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# the CRD says what the parser says
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "ecrtagpolicies.ecrtag.dev.yaml"
+
+
+def _crd_spec() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec
+
+
+def test_crd_patterns_are_the_parsers() -> None:
+    spec = _crd_spec()
+    registry = spec["properties"]["registries"]["items"]["properties"]
+    assert registry["registryId"]["pattern"] == REGISTRY_PATTERN
+    assert registry["regions"]["items"]["pattern"] == REGION_PATTERN
+    assert registry["roleArn"]["pattern"] == ROLE_ARN_PATTERN
+    assert spec["properties"]["namespaces"]["items"]["pattern"] == NAMESPACE_PATTERN
+
+
+GLOB_CORPUS = [
+    *(p for p, _, _ in GLOBS),
+    *(p for p, _, _ in BAD_GLOBS),
+    "**/**",
+    "a/**/**/b",
+    "*a*b*",
+    "a**b",
+    "***",
+    "a/*?/b",
+    "?",
+    "-",
+    "team-a/",
+    "a b",
+]
+
+
+@pytest.mark.parametrize("pattern", GLOB_CORPUS)
+def test_crd_glob_patterns_accept_exactly_what_the_parser_accepts(pattern: str) -> None:
+    grant = _crd_spec()["properties"]["registries"]["items"]["properties"]["write"]["items"]["properties"]
+    for tag, schema in ((False, grant["repositories"]["items"]), (True, grant["tags"]["items"])):
+        try:
+            check_glob(pattern, tag=tag)
+        except ValueError:
+            parser = False
+        else:
+            parser = True
+        crd = len(pattern) <= schema["maxLength"] and re.fullmatch(schema["pattern"], pattern) is not None
+        assert crd is parser, (pattern, "tag" if tag else "repository")
