@@ -80,6 +80,9 @@ class Request:
     trigger: str  # create, update, resume, spec, drift, rescue
     permission: Permission = field(default_factory=Permission)
     contested: Mapping[str, str] = field(default_factory=dict)  # tag -> owner shown to this tenant
+    # Tags this resource may not delete now, with why: not granted to its namespace, or claimed by
+    # another live resource. A status is never the only evidence for a destructive act.
+    undeletable: Mapping[str, str] = field(default_factory=dict)
 
 
 def skip_on_resume(status: Mapping[str, Any], generation: int | None) -> bool:
@@ -226,8 +229,9 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     if req.permission.refused is not None:
         return refuse(Reason.FORBIDDEN, req.permission.refused, spec, status, req.generation, now, settings)
     region = spec.region or settings.region
-    role_arn = req.permission.role_arn
-    where = Registry(region, spec.registry_id, role_arn)
+    allowed = req.permission
+    where = Registry.of(region, spec.registry_id, allowed.role_arn, allowed.namespace)
+    source_at = Registry.of(region, spec.source_registry, allowed.source_role_arn, allowed.namespace)
     prev_tags = previous_tags(status)
     released: Sequence[str] = [t for t in prev_tags if t not in spec.tags]
     ours_before = previous_digest(status)
@@ -235,8 +239,8 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     outcomes = Outcomes()
     transient: Failure | None
     try:
-        obs = observe(ecr, spec, region, released, role_arn, read_policy(req.trigger, spec, settings))
-        the_plan = plan(spec, obs, prev_tags, ours_before, req.contested)
+        obs = observe(ecr, spec, where, source_at, released, read_policy(req.trigger, spec, settings))
+        the_plan = plan(spec, obs, prev_tags, ours_before, req.contested, req.undeletable)
         outcomes = _execute(ecr, spec, where, obs, the_plan, log)
         assessment = assess(spec, obs, the_plan, outcomes, req.contested)
         transient = outcomes.interrupted
@@ -273,13 +277,14 @@ def finalize(
     spec: EcrImageTagSpec,
     status: Mapping[str, Any],
     permission: Permission,
-    contested: Mapping[str, str],
+    undeletable: Mapping[str, str],
     ecr: EcrApi,
     settings: Settings,
     log: Log,
 ) -> Finalized:
     """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image and
-    that no other resource owns. Never blocks deletion on a permanent failure: it says what was kept."""
+    that it may delete now (granted, claimed by no other live resource). Never blocks deletion on a
+    permanent failure: it says what was kept."""
     limit = settings.max_message_length
 
     def retained(why: str) -> Finalized:
@@ -287,14 +292,14 @@ def finalize(
 
     if permission.refused is not None:
         return retained(f"no tag deleted: {permission.refused}")
-    where = Registry(spec.region or settings.region, spec.registry_id, permission.role_arn)
+    where = Registry.of(spec.region or settings.region, spec.registry_id, permission.role_arn, permission.namespace)
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
     try:
         got = ecr.batch_get_image(where, spec.repository_name, [ImageId(tag=t) for t in tags])
         digests = {img.image_id.tag: img.digest for img in got.images if img.image_id.tag}
-        owned = [t for t in tags if t not in contested]
+        owned = [t for t in tags if t not in undeletable]
         delete, kept = plan_deletion(owned, digests, previous_digest(status))
-        kept += tuple((t, f"owned by {owner}") for t, owner in contested.items() if t in tags)
+        kept += tuple((t, why) for t, why in undeletable.items() if t in tags)
         failures = ecr.delete_tags(where, spec.repository_name, delete) if delete else ()
     except EcrCallError as exc:
         if exc.transient:

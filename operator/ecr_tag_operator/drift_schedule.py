@@ -20,7 +20,7 @@ from .ownership import Claim, claim_of
 from .spec import EcrImageTagSpec, SpecError, parse_spec
 from .status import owned_elsewhere, ready_reason
 
-Group = tuple[str, str, str]  # (registry id or "", region, repository): reads that can share a call
+Group = tuple[str, str, str]  # (effective account, region, repository): reads that can share a call
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def entry_of(
-    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str
+    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str, own_account: str
 ) -> Entry | None:
     """The resource's entry, or None when there is nothing to check: an invalid spec (reported by the
     spec handler) or a resource being deleted."""
@@ -82,8 +82,8 @@ def entry_of(
         # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
         conflicts=owned_elsewhere(status),
         spec=spec,
-        claim=claim_of(meta, spec, region),
-        group=(spec.registry_id or "", target_region, spec.repository_name),
+        claim=claim_of(meta, spec, region, own_account),
+        group=(spec.registry_id or own_account, target_region, spec.repository_name),
         reads=frozenset(reads),
     )
 

@@ -1,4 +1,4 @@
-"""The ECR client: the one module that imports boto3.
+"""The ECR client: the one module that imports boto3's botocore.
 
 Calls return typed results carrying ECR's own failure codes; a call that fails as a whole raises
 EcrCallError, marked transient when retrying later may help. Throttling and 5xx are first retried by
@@ -11,17 +11,17 @@ import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
 from botocore.retries import quota, standard
 
-from . import metrics
+from . import grants, metrics
 from .manifests import ACCEPTED_MEDIA_TYPES
 from .model import (
     MAX_IDS_PER_CALL,
@@ -56,11 +56,15 @@ def _registry_kwargs(where: Registry) -> dict[str, str]:
 
 
 class Boto3Ecr:
-    """ECR through boto3, one client per region (boto3 clients are thread-safe; sessions are not)."""
+    """ECR through botocore. One botocore session (its loaded service models shared by every client),
+    a client per (region, assumed role, namespace of the role's session), at most ``max_clients`` of
+    them (least recently used dropped): a spec can only name registries its grants allow, so clients
+    are bounded by the policies, and the cap bounds them anyway."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, base: botocore.session.Session | None = None) -> None:
         self._settings = settings
-        self._clients: dict[tuple[str, str | None], ECRClient] = {}
+        self._base = base or botocore.session.Session()
+        self._clients: OrderedDict[tuple[str, str | None, str | None], ECRClient] = OrderedDict()
         self._lock = threading.Lock()
         self._limits = RateLimits(settings.rates)
         self._config = botocore.config.Config(
@@ -71,21 +75,41 @@ class Boto3Ecr:
             user_agent_extra="ecr-tag-operator",
         )
 
-    def _client(self, region: str, role_arn: str | None = None) -> ECRClient:
+    def _client(self, where: Registry) -> ECRClient:
+        key = (where.region, where.role_arn, where.session if where.role_arn else None)
         with self._lock:
-            client = self._clients.get((region, role_arn))
-            if client is None:
-                session = boto3.session.Session(botocore_session=_assuming(role_arn) if role_arn else None)
-                client = session.client(
-                    "ecr", region_name=region, endpoint_url=self._settings.endpoint_url, config=self._config
-                )
-                # Every attempt waits for a token, botocore's retries included: pacing only first
-                # attempts lets retries of throttled calls burst past the quota and throttle more.
-                client.meta.events.register("before-send.ecr", self._pacer(region, role_arn))
-                if self._settings.retry_mode in ("standard", "adaptive"):
-                    _retry_all_but_limits(client)
-                self._clients[(region, role_arn)] = client
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            session = _assuming(self._base, where.role_arn, where.session) if where.role_arn else self._base
+            client = cast(
+                "ECRClient",
+                session.create_client(
+                    "ecr", region_name=where.region, endpoint_url=self._settings.endpoint_url, config=self._config
+                ),
+            )
+            # Every attempt waits for a token, botocore's retries included: pacing only first
+            # attempts lets retries of throttled calls burst past the quota and throttle more.
+            client.meta.events.register("before-send.ecr", self._pacer(where.region, where.role_arn))
+            if self._settings.retry_mode in ("standard", "adaptive"):
+                _retry_all_but_limits(client)
+            self._clients[key] = client
+            while len(self._clients) > self._settings.max_clients:
+                self._clients.popitem(last=False)  # in-flight calls keep their reference
             return client
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def caller_account(self) -> str | None:
+        """The account of the operator's own credentials (STS GetCallerIdentity), None when unknown."""
+        try:
+            sts: Any = self._base.create_client("sts", region_name=self._settings.region, config=self._config)
+            return str(sts.get_caller_identity()["Account"])
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, KeyError):
+            return None
 
     def _pacer(self, region: str, role_arn: str | None) -> Any:
         """A before-send hook that takes a token of the registry the request names (its body's
@@ -100,7 +124,7 @@ class Boto3Ecr:
         return pace
 
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
-        client = self._client(where.region, where.role_arn)
+        client = self._client(where)
         method = getattr(client, _SNAKE[operation])
         started = time.monotonic()
         code = ""
@@ -279,17 +303,31 @@ class _AssumedRole(botocore.credentials.CredentialProvider):
         )
 
 
-def _assuming(role_arn: str) -> botocore.session.Session:
+def assume_role_args(namespace: str | None) -> dict[str, Any]:
+    """AssumeRole's arguments besides the role: the session is named after the namespace, which is
+    also its SourceIdentity and a session tag, so the target account's CloudTrail attributes every
+    call and its trust policy can require them."""
+    if namespace is None:
+        return {"RoleSessionName": "ecr-tag-operator"}
+    return {
+        "RoleSessionName": grants.namespace_session_name(namespace),
+        "SourceIdentity": grants.source_identity(namespace),
+        "Tags": [{"Key": grants.NAMESPACE_TAG, "Value": namespace}],
+    }
+
+
+def _assuming(base: botocore.session.Session, role_arn: str, namespace: str | None) -> botocore.session.Session:
     """A botocore session whose credentials come from STS AssumeRole on the operator's own
-    credentials, cached and refreshed by botocore before they expire."""
-    base = botocore.session.Session()
+    credentials, cached and refreshed by botocore before they expire; it shares the base session's
+    loaded service models."""
     fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
         client_creator=base.create_client,
         source_credentials=base.get_credentials(),
         role_arn=role_arn,
-        extra_args={"RoleSessionName": "ecr-tag-operator"},
+        extra_args=assume_role_args(namespace),
     )
     session = botocore.session.Session()
+    session.register_component("data_loader", base.get_component("data_loader"))
     session.get_component("credential_provider").insert_before("env", _AssumedRole(fetcher))
     return session
 

@@ -699,6 +699,13 @@ def session_name(namespace: str, name: str) -> str:
     return _fit(f"{SESSION_NAME_PREFIX}.{namespace}.{name}", SESSION_NAME_MAX, namespace, name)
 
 
+def namespace_session_name(namespace: str) -> str:
+    """The RoleSessionName the operator uses for a namespace's calls: ``eit.<namespace>``. One session
+    per (role, namespace), not per resource, keeps the AWS clients bounded by namespaces; the
+    resource is named in the operator's log line of each write."""
+    return _fit(f"{SESSION_NAME_PREFIX}.{namespace}", SESSION_NAME_MAX, namespace)
+
+
 def source_identity(namespace: str) -> str:
     """The AssumeRole SourceIdentity: the namespace's name, so a trust policy can require it
     (``sts:SourceIdentity``) and it stays on every chained session. A one-character namespace is

@@ -7,28 +7,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from . import apisession, core, metrics
+from . import apisession, authz, core, grants, metrics
 from .apisession import KubeObjects
-from .authz import ALLOWED_REPOSITORIES, ASSUME_ROLE, permission
 from .core import Decision, Request
 from .drift_schedule import Entry, Group, entry_of
 from .drift_scheduler import DriftScheduler, Tuning
-from .model import Permission
-from .ownership import Claim, ClaimKey, claim_of, claims, contested
+from .ownership import Claim, ClaimKey, claim_of, claimed_elsewhere, claims, contested
+from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .settings import Settings
 from .spec import EcrImageTagSpec, SpecError, parse_spec
+from .status import previous_tags
 
-GROUP, VERSION, PLURAL = "ecrtag.dev", "v1alpha1", "ecrimagetags"
+GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings here, and
 # defaulted so that the handlers still fit kopf's callback protocols.
 TagClaims = Mapping[ClaimKey, Iterable[Claim]]
-NamespaceRules = Mapping[str, Iterable[dict[str, str]]]
+Policies = Mapping[str, Iterable[PolicyEntry]]
+NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
 DriftEntries = Mapping[Group, Iterable[Entry]]
 _NONE: Mapping[Any, Any] = {}
 
@@ -84,14 +86,33 @@ async def login(
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[ClaimKey, Claim]:
-    """Every resource's claims on (registry, region, repository, tag), for deciding owners."""
-    return claims(meta, spec, runtime_of(memo).settings.region)
+    """Every resource's claims on (account, region, repository, tag), for deciding owners."""
+    runtime = runtime_of(memo)
+    return claims(meta, spec, runtime.settings.region, runtime.own_account)
+
+
+@kopf.index(GROUP, VERSION, POLICIES)
+def policies(
+    name: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> dict[str, PolicyEntry]:
+    """Every EcrTagPolicy, parsed once per change (an invalid one grants nothing and says why)."""
+    try:
+        parsed: grants.Policy | grants.PolicyError = grants.parse_policy(name, spec, runtime_of(memo).own_account)
+    except grants.PolicyError as exc:
+        parsed = exc
+    return {name: PolicyEntry(parsed, meta.get("generation"), str(meta.get("resourceVersion")), dict(status))}
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_rules(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, dict[str, str]]:
-    """The ecrtag.dev annotations cluster admins put on namespaces."""
-    return {name: {k: v for k, v in annotations.items() if k in (ALLOWED_REPOSITORIES, ASSUME_ROLE)}}
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str, str]]:
+    """Each Namespace's labels: what policies select it by."""
+    return {name: dict(labels)}
+
+
+@kopf.on.event("", "v1", "namespaces")
+def indexes_ready(memo: kopf.Memo, **_: Any) -> None:
+    """kopf calls handlers only once its indexes are complete; every cluster has namespaces."""
+    runtime_of(memo).handling.set()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -99,20 +120,42 @@ def drift_entries(
     meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> dict[Group, Entry]:
     """What the drift scheduler needs of each resource, grouped by repository; no body is kept."""
-    entry = entry_of(meta, spec, status, runtime_of(memo).settings.region)
+    runtime = runtime_of(memo)
+    entry = entry_of(meta, spec, status, runtime.settings.region, runtime.own_account)
     return {entry.group: entry} if entry else {}
 
 
 # -- from kopf's world to a request, and from a decision back ------------------------------------------
 
 
-def _permission(spec: EcrImageTagSpec, namespace: str, rules: NamespaceRules, runtime: Runtime) -> Permission:
-    annotations = next(iter(rules.get(namespace) or ()), {})
-    return permission(spec, namespace, annotations, runtime.settings)
+class Grants:
+    """The adapters' view of the grants: valid policies and namespace labels from kopf's indexes.
 
+    Asked fresh for every reconcile (a write or a delete asks the grants now); the drift scheduler's
+    scan for urgent checks, which asks for every resource each tick, keeps answers for ``ttl`` seconds."""
 
-def _contested(spec: EcrImageTagSpec, meta: Mapping[str, Any], index: TagClaims, region: str) -> dict[str, str]:
-    return contested(spec, claim_of(meta, spec, region), lambda key: index.get(key, ()), region)
+    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels, ttl: float = 0.0) -> None:
+        self._runtime = runtime
+        self._policies = policies
+        self._labels = labels
+        self._ttl = ttl
+        self._kept: dict[str, tuple[float, grants.NamespaceGrants]] = {}
+
+    def of(self, namespace: str) -> grants.NamespaceGrants:
+        now = time.monotonic()
+        kept = self._kept.get(namespace)
+        if kept is not None and now - kept[0] < self._ttl:
+            return kept[1]
+        valid = [
+            e.parsed for entries in self._policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
+        ]
+        labels = next(iter(self._labels.get(namespace) or ()), {})
+        found = authz.namespace_grants(
+            valid, namespace, labels, self._runtime.own_account, self._runtime.settings.region
+        )
+        if self._ttl:
+            self._kept[namespace] = (now, found)
+        return found
 
 
 def _request(
@@ -122,11 +165,27 @@ def _request(
     trigger: str,
     runtime: Runtime,
     tag_claims: TagClaims,
-    namespace_rules: NamespaceRules,
+    view: Grants,
 ) -> Request:
-    allowed = _permission(spec, str(meta.get("namespace")), namespace_rules, runtime)
-    owners = _contested(spec, meta, tag_claims, runtime.settings.region) if allowed.refused is None else {}
-    return Request(spec, status, meta.get("generation"), trigger, allowed, owners)
+    """What the core needs to know about one resource: its permission now, the tags granted rivals
+    own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
+    namespace = str(meta.get("namespace"))
+    mine = view.of(namespace)
+    allowed = authz.permission(spec, namespace, mine)
+    region, account = runtime.settings.region, runtime.own_account
+    me = claim_of(meta, spec, region, account)
+
+    def granted(key: ClaimKey) -> list[Claim]:
+        # Only claims their namespace is granted now count: a refused resource cannot squat a tag.
+        return [c for c in tag_claims.get(key, ()) if view.of(c.namespace).may_write(key[0], key[1], key[2], key[3])]
+
+    owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
+    tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
+    undeletable = {
+        t: f"claimed by {who}" for t, who in claimed_elsewhere(spec, tags, me, granted, region, account).items()
+    }
+    undeletable |= {t: "namespace may not delete it" for t in tags if not authz.may_delete(spec, t, mine)}
+    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
 
 
 def record(uid: str, trigger: str, decision: Decision) -> None:
@@ -160,11 +219,11 @@ def reconcile_spec(
     logger: kopf.Logger,
     reason: str,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
-    runtime.handling.set()  # kopf has its indexes complete once it calls a resource handler
     trigger = str(reason)
     parsed = core.parse(spec, status, meta.get("generation"), runtime.clock(), runtime.settings)
     if isinstance(parsed, Decision):
@@ -172,7 +231,7 @@ def reconcile_spec(
         return
     if trigger == "resume" and core.skip_on_resume(status, meta.get("generation")):
         return
-    request = _request(parsed, status, meta, trigger, runtime, tag_claims, namespace_rules)
+    request = _request(parsed, status, meta, trigger, runtime, tag_claims, Grants(runtime, policies, namespace_labels))
     with runtime.lock_for(str(meta.get("uid"))):
         decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
     _apply(decision, patch, body, trigger)
@@ -181,14 +240,15 @@ def reconcile_spec(
 # -- the drift scheduler's adapters --------------------------------------------------------------------
 
 
-def _urgent(entry: Entry, runtime: Runtime, tag_claims: TagClaims, namespace_rules: NamespaceRules) -> bool:
-    """Act now, not at the next drift: a refusal has been lifted, or a tag's owner changed (the winner
-    was deleted or let the tag go)."""
-    if entry.ready_reason == "Forbidden":
-        return _permission(entry.spec, entry.namespace, namespace_rules, runtime).refused is None
-    region = runtime.settings.region
-    owners = contested(entry.spec, entry.claim, lambda key: tag_claims.get(key, ()), region)
-    return set(owners) != entry.conflicts
+def _urgent(entry: Entry, runtime: Runtime, tag_claims: TagClaims, view: Grants) -> bool:
+    """Act now, not at the next drift: a grant was given or lifted (a policy or a namespace's labels
+    changed), or a tag's owner changed (the winner was deleted, let the tag go, or lost its grant)."""
+    meta = {"namespace": entry.namespace, "name": entry.name, "creationTimestamp": entry.claim.created}
+    request = _request(entry.spec, {}, meta, "drift", runtime, tag_claims, view)
+    allowed = request.permission.refused is None
+    if allowed == (entry.ready_reason == "Forbidden"):
+        return True
+    return allowed and set(request.contested) != entry.conflicts
 
 
 def _drift_check(
@@ -198,7 +258,7 @@ def _drift_check(
     runtime: Runtime,
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
-    namespace_rules: NamespaceRules,
+    view: Grants,
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
     threads; the scheduler applies the decision."""
@@ -212,7 +272,7 @@ def _drift_check(
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, namespace_rules)
+    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view)
     with runtime.lock_for(str(body.meta.get("uid"))):
         return core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
 
@@ -228,11 +288,14 @@ async def start_drift_scheduler(
     memo: kopf.Memo,
     drift_entries: DriftEntries = _NONE,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
     ours = runtime.settings
+    view = Grants(runtime, policies, namespace_labels)
+    scan = Grants(runtime, policies, namespace_labels, ttl=ours.drift_tick / 5)
     store = KubeObjects(
         lambda: runtime.credentials,
         f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
@@ -242,11 +305,9 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgent=lambda entry: _urgent(entry, runtime, tag_claims, namespace_rules),
+        urgent=lambda entry: _urgent(entry, runtime, tag_claims, scan),
         keep_only=functools.partial(_forget_gone, runtime),
-        check=functools.partial(
-            _drift_check, runtime=runtime, settings=settings, tag_claims=tag_claims, namespace_rules=namespace_rules
-        ),
+        check=functools.partial(_drift_check, runtime=runtime, settings=settings, tag_claims=tag_claims, view=view),
         record=record,
         store=store,
         tuning=Tuning(
@@ -262,20 +323,42 @@ async def start_drift_scheduler(
         clock=runtime.clock,
         ready=runtime.handling.is_set,
     )
+    policy_store = KubeObjects(
+        lambda: runtime.credentials,
+        f"/apis/{GROUP}/{VERSION}/{POLICIES}/{{name}}",
+        limit=2,
+        connect_timeout=ours.api_connect_timeout,
+        request_timeout=ours.api_request_timeout,
+        kind="EcrTagPolicy",
+    )
+    reporter = PolicyReporter(
+        policies=lambda: {name: next(iter(entries)) for name, entries in policies.items() if entries},
+        namespaces=lambda: {name: next(iter(values), {}) for name, values in namespace_labels.items()},
+        own_account=runtime.own_account,
+        region=ours.region,
+        store=policy_store,
+        tick=ours.drift_tick,
+        clock=runtime.clock,
+        ready=runtime.handling.is_set,
+    )
     memo["drift_store"] = store
+    memo["policy_store"] = policy_store
     memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
+    memo["policy_task"] = asyncio.create_task(reporter.run(), name="ecr-tag-operator policy status")
 
 
 @kopf.on.cleanup()
 async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("drift_task")
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    store = memo.get("drift_store")
-    if isinstance(store, KubeObjects):
-        await store.close()
+    for name in ("drift_task", "policy_task"):
+        task = memo.get(name)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    for name in ("drift_store", "policy_store"):
+        store = memo.get(name)
+        if isinstance(store, KubeObjects):
+            await store.close()
 
 
 # -- deletion ------------------------------------------------------------------------------------------
@@ -294,23 +377,23 @@ def delete_tags(
     memo: kopf.Memo,
     logger: kopf.Logger,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image."""
     runtime = runtime_of(memo)
-    runtime.handling.set()
     uid = str(meta.get("uid"))
     parsed = core.parse(spec, status, meta.get("generation"), runtime.clock(), runtime.settings)
     if isinstance(parsed, Decision):
         message = f"spec is invalid, no tag deleted: {parsed.status['conditions'][0]['message']}"
         kopf.warn(body, reason="TagsRetained", message=message)
         return
-    request = _request(parsed, status, meta, "delete", runtime, tag_claims, namespace_rules)
+    request = _request(parsed, status, meta, "delete", runtime, tag_claims, Grants(runtime, policies, namespace_labels))
     try:
         with runtime.lock_for(uid):
             done = core.finalize(
-                parsed, status, request.permission, request.contested, runtime.ecr, runtime.settings, logger
+                parsed, status, request.permission, request.undeletable, runtime.ecr, runtime.settings, logger
             )
     finally:
         runtime.forget(uid)

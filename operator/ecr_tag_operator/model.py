@@ -93,6 +93,13 @@ class Registry:
     region: str
     registry_id: str | None
     role_arn: str | None = None
+    # The namespace the assumed role's session is for (its SourceIdentity and session tag); only with
+    # a role: the operator's own credentials are one identity for every namespace.
+    session: str | None = None
+
+    @classmethod
+    def of(cls, region: str, registry_id: str | None, role_arn: str | None, namespace: str | None) -> Registry:
+        return cls(region, registry_id, role_arn, namespace if role_arn else None)
 
 
 class EcrCallError(Exception):
@@ -225,7 +232,10 @@ class Outcomes:
 
 @dataclass(frozen=True)
 class Permission:
-    """What a namespace may do with one spec, decided from the grants: the role to use, or why not."""
+    """What a namespace may do with one spec, decided from the grants: the roles to use for the
+    target and the source registries (None: the operator's own credentials), or why not."""
 
     role_arn: str | None = None
     refused: str | None = None
+    source_role_arn: str | None = None
+    namespace: str | None = None  # whose session an assumed role is

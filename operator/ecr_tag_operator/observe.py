@@ -48,9 +48,9 @@ def _as_source(
 def observe(
     ecr: EcrApi,
     spec: EcrImageTagSpec,
-    region: str,
+    target_at: Registry,
+    source_at: Registry,
     released: Sequence[str] = (),
-    role_arn: str | None = None,
     policy: ReadPolicy = NO_POLICY,
 ) -> Observation:
     """Read everything the planner needs. Whole-call failures raise EcrCallError.
@@ -58,8 +58,6 @@ def observe(
     The source is always read fresh (its manifest is confirmed to be in ECR now); only an index's
     children, read by digest, may come from the cache."""
     fresh = replace(policy, cached_manifests=False)
-    source_at = Registry(region, spec.source_registry, role_arn)
-    target_at = Registry(region, spec.registry_id, role_arn)
     asked = ImageId(spec.source.tag, spec.source.digest)
     tags = list(dict.fromkeys([*spec.tags, *released]))
     tag_ids = [ImageId(tag=t) for t in tags]

@@ -70,11 +70,14 @@ def plan(
     previous_tags: Sequence[str] = (),
     previous_digest: str | None = None,
     contested: Mapping[str, str] | None = None,
+    undeletable: Mapping[str, str] | None = None,
 ) -> Plan:
     """Which tags to put and delete. ``previous_tags`` are the tags the last status listed: those no
     longer in spec are released, and deleted under deletionPolicy Delete if they still point at our
-    image. ``contested`` maps tags another resource owns to that owner: never written here."""
+    image and are not ``undeletable`` (not granted to this namespace now, or claimed by another live
+    resource). ``contested`` maps tags another resource owns to that owner: never written here."""
     contested = contested or {}
+    undeletable = undeletable or {}
     src = obs.source
     if spec.mode == "Observe" or src is None:
         return Plan()
@@ -82,7 +85,7 @@ def plan(
     deletes: tuple[str, ...] = ()
     if spec.deletion_policy == "Delete":
         deletes = tuple(
-            t for t in previous_tags if t not in spec.tags and t not in contested and obs.tag_digests.get(t) in ours
+            t for t in previous_tags if t not in spec.tags and t not in undeletable and obs.tag_digests.get(t) in ours
         )
     layers = layers_condition(spec, obs)
     if layers.status != "True":

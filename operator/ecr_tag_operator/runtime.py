@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     import kopf
 
+log = logging.getLogger(__name__)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -28,14 +31,20 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     # The credentials kopf logged in with: the drift scheduler's own API session follows them.
     credentials: kopf.ConnectionInfo | None = None
-    # Set once kopf calls a resource handler: its indexes are complete from then on.
+    # The operator's own account: grants and claims that name no registryId mean this one.
+    own_account: str = ""
+    # Set once kopf calls a handler: its indexes are complete from then on.
     handling: threading.Event = field(default_factory=threading.Event)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        return cls(settings=settings, ecr=SharedReads(Boto3Ecr(settings)))
+        ecr = Boto3Ecr(settings)
+        account = settings.account_id or ecr.caller_account()
+        if account is None:
+            log.warning("the operator's own account is unknown (STS GetCallerIdentity failed): set account_id")
+        return cls(settings=settings, ecr=SharedReads(ecr), own_account=account or "")
 
     def lock_for(self, uid: str) -> threading.Lock:
         """One lock per resource, so a drift check never races a spec change of the same resource."""

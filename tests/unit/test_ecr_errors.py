@@ -48,7 +48,7 @@ def ecr(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Boto3Ecr, Stubber]]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     client = Boto3Ecr(Settings(max_attempts=1))
-    stub = Stubber(client._client("us-east-1"))
+    stub = Stubber(client._client(WHERE))
     with stub:
         yield client, stub
     stub.assert_no_pending_responses()

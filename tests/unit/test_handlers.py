@@ -12,7 +12,9 @@ import pytest
 
 from ecr_tag_operator import handlers, metrics
 from ecr_tag_operator.drift_schedule import entry_of
+from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Failure
+from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.runtime import Runtime, runtime_of
 from ecr_tag_operator.settings import Settings
 
@@ -70,9 +72,20 @@ def body(spec: dict[str, Any], status: dict[str, Any] | None = None, namespace: 
 
 
 SPEC = {"repositoryName": REPO, "source": {"tag": "build-1"}, "tags": ["prod"]}
+TEAM_A = {"namespaces": ["team-a"], "registries": [{"write": [{"repositories": ["team-a/**"]}]}]}
+GRANTED: dict[str, Any] = {
+    "policies": {"team-a": [PolicyEntry(parse_policy("team-a", TEAM_A), 1, "1")]},
+    "namespace_labels": {"team-a": [{}]},
+}
+
+
+def view(memo: kopf.Memo, **indexes: Any) -> handlers.Grants:
+    both = GRANTED | indexes
+    return handlers.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
 
 
 def call(memo: kopf.Memo, obj: kopf.Body, reason: str = "create", **indexes: Any) -> kopf.Patch:
+    indexes = GRANTED | indexes
     patch = kopf.Patch()
     handlers.reconcile_spec(
         spec=obj.spec,
@@ -98,6 +111,11 @@ def test_a_create_is_reconciled_and_its_decision_applied(
     assert ecr.repo(REPO).tags["prod"] == ecr.repo(REPO).tags["build-1"]
     assert [(t, r) for t, r, _ in events] == [("Normal", "TagMoved")]
     assert metrics.RECONCILES.labels("create", "true")._value.get() == before + 1
+
+
+def test_the_scheduler_waits_for_kopf_to_handle_namespaces(memo: kopf.Memo) -> None:
+    assert not runtime_of(memo).handling.is_set()
+    handlers.indexes_ready(memo=memo)
     assert runtime_of(memo).handling.is_set()
 
 
@@ -117,12 +135,14 @@ def test_an_invalid_spec_is_refused_without_ecr(
     assert [(t, r) for t, r, _ in events] == [("Warning", "InvalidSpec")]
 
 
-def test_a_namespace_not_allowed_the_repository_is_forbidden(ecr: FakeEcr, events: list[tuple[str, str, str]]) -> None:
-    memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1", allowed_repositories=""), ecr, clock=lambda: NOW))
-    patch = call(memo, body(SPEC))
+def test_a_namespace_no_policy_grants_is_forbidden(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    patch = call(memo, body(SPEC, namespace="team-b"), namespace_labels={"team-b": [{}]})
     ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "Forbidden"
+    assert (ready["reason"], ready["message"]) == ("Forbidden", "no EcrTagPolicy grants namespace team-b anything")
     assert ecr.calls == []
+    assert [(t, r) for t, r, _ in events] == [("Warning", "Forbidden")]
 
 
 def test_a_transient_failure_asks_kopf_to_retry_after_the_delay(memo: kopf.Memo, ecr: FakeEcr) -> None:
@@ -140,7 +160,7 @@ def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: ko
         runtime=runtime_of(memo),
         settings=kopf.OperatorSettings(),
         tag_claims={},
-        namespace_rules={},
+        view=view(memo),
     )
     assert decision is not None
     assert decision.result == "true"
@@ -151,7 +171,7 @@ def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: ko
             runtime=runtime_of(memo),
             settings=kopf.OperatorSettings(),
             tag_claims={},
-            namespace_rules={},
+            view=view(memo),
         )
         is None
     )
@@ -160,13 +180,16 @@ def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: ko
 def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     runtime = runtime_of(memo)
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
-    entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1")
+    entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    assert handlers._urgent(entry, runtime, {}, {})  # default settings allow every repository now
+    assert handlers._urgent(entry, runtime, {}, view(memo))  # a policy grants it now
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
-    contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1")
+    contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1", "")
     assert contested_entry is not None
-    assert handlers._urgent(contested_entry, runtime, {}, {})  # the owner it named is gone
+    assert handlers._urgent(contested_entry, runtime, {}, view(memo))  # the owner it named is gone
+    lifted = view(memo, policies={})
+    assert handlers._urgent(contested_entry, runtime, {}, lifted)  # its grant was lifted: Forbidden now
+    assert not handlers._urgent(entry, runtime, {}, lifted)  # still refused: nothing new
 
 
 def test_deletion_removes_the_tags_still_at_our_image(
@@ -176,6 +199,6 @@ def test_deletion_removes_the_tags_still_at_our_image(
     patch = call(memo, body(spec))
     status = dict(patch.status)
     obj = body(spec, status)
-    handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG)
+    handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
     assert "prod" not in ecr.repo(REPO).tags
     assert ("Normal", "TagsDeleted", "deleted prod") in events
