@@ -72,7 +72,7 @@ _MAX_TAG_CHARS: Final = 300
 # quoted in carvel-dev/kbld's docs: "must satisfy regular expression '[a-zA-Z0-9-_.]+'").
 _TAG_PATTERN_AS_ECR_SPELLS_IT: Final = "[a-zA-Z0-9-_.]+"
 _TAG_RE: Final = re.compile(r"[a-zA-Z0-9_.-]+")
-# ECR's service quotas: 1,000 tags per image (not adjustable).
+# 1,000 tags per image: ECR Public's user guide, and the limit ECR's own LimitExceededException names.
 _MAX_TAGS_PER_IMAGE: Final = 1000
 # Service model: ImageTagMutabilityExclusionFilters 1-5 members; filter ^[0-9a-zA-Z._*-]{1,128}$;
 # filterType WILDCARD only.
@@ -348,7 +348,7 @@ def _put_image(
             "be overwritten because the tag is immutable."
         )
     if existing is not None and image_tag is not None and len(existing.image_tags) >= _MAX_TAGS_PER_IMAGE:
-        # ECR's service quotas: 1,000 tags per image; the message is ECR's (as CloudTrail records it).
+        # The message is ECR's, as CloudTrail records it (gist gurchik/e75cb1aa1575b2a4439fe32477019745).
         raise LimitExceededException(
             f"Adding tag '{image_tag}' to an image in the repository with name '{repository.name}' in registry "
             f"with id '{repository.registry_id}' exceeds the maximum allowed number of tags per image which is "
