@@ -11,6 +11,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 
+from .model import Permission
+from .settings import Settings
 from .spec import EcrImageTagSpec
 
 ALLOWED_REPOSITORIES = "ecrtag.dev/allowed-repositories"
@@ -62,3 +64,14 @@ def role_for(
     if any(fnmatch.fnmatchcase(role, pattern) for pattern in allowed_roles):
         return role, None
     return None, f"namespace {namespace} names role {role}, which the operator's allowedRoleArns does not allow"
+
+
+def permission(
+    spec: EcrImageTagSpec, namespace: str, annotations: Mapping[str, str] | None, settings: Settings
+) -> Permission:
+    """What the namespace may do with this spec: the role to use, or why it is refused."""
+    why = forbidden(spec, patterns_for(annotations, parse_patterns(settings.allowed_repositories)), namespace)
+    if why:
+        return Permission(refused=why)
+    role, why = role_for(annotations, parse_patterns(settings.allowed_role_arns), namespace)
+    return Permission(role_arn=role, refused=why)

@@ -3,48 +3,13 @@ repository, and where each tag points now. The result is plain data for the pure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from .ecr import EcrApi, Failure, Image, ImageId, LayerInfo, Registry
-from .manifests import Descriptor, Manifest, ManifestError, digest_of, parse_manifest
+from .manifests import Manifest, ManifestError, digest_of, parse_manifest
+from .model import Failure, Image, ImageId, Observation, ReadPolicy, Registry, SourceImage
+from .ports import NO_POLICY, EcrApi
 from .spec import EcrImageTagSpec
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    manifest: str  # exactly as ECR returned it: this string is what PutImage writes
-    media_type: str
-    parsed: Manifest
-    children: tuple[Manifest, ...] = ()
-
-    @property
-    def digest(self) -> str:
-        return self.parsed.digest
-
-    def blobs(self) -> tuple[tuple[Descriptor, str], ...]:
-        """Every blob the image needs, with the manifest it belongs to, first occurrence only."""
-        owners = self.children if self.parsed.is_index else (self.parsed,)
-        seen: set[str] = set()
-        out: list[tuple[Descriptor, str]] = []
-        for owner in owners:
-            for blob in owner.blobs:
-                if blob.digest not in seen:
-                    seen.add(blob.digest)
-                    out.append((blob, owner.digest))
-        return tuple(out)
-
-
-@dataclass(frozen=True)
-class Observation:
-    source: SourceImage | None
-    source_failure: Failure | None = None
-    layers: Mapping[str, LayerInfo] = field(default_factory=dict)
-    layer_failures: tuple[Failure, ...] = ()
-    children_present: Mapping[str, bool] = field(default_factory=dict)
-    child_failures: tuple[Failure, ...] = ()
-    tag_digests: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag does not exist
-    tag_failures: tuple[Failure, ...] = ()
 
 
 def _matches(asked: ImageId, got: ImageId) -> bool:
@@ -57,12 +22,14 @@ def _first(images: Iterable[Image], asked: ImageId) -> Image | None:
     return next((img for img in images if _matches(asked, img.image_id)), None)
 
 
-def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> SourceImage | Failure:
+def _as_source(
+    ecr: EcrApi, where: Registry, repository: str, image: Image, policy: ReadPolicy
+) -> SourceImage | Failure:
     """Check the bytes are the image's own; read by digest when ECR converted a manifest read by tag."""
     if image.digest is None or digest_of(image.manifest) != image.digest:
         if image.digest is None:
             return Failure("BatchGetImage", "ImageNotFound", "ECR returned an image without a digest")
-        again = ecr.batch_get_image(where, repository, [ImageId(digest=image.digest)])
+        again = ecr.batch_get_image(where, repository, [ImageId(digest=image.digest)], policy)
         if again.failures or not again.images or digest_of(again.images[0].manifest) != image.digest:
             return Failure(
                 "BatchGetImage",
@@ -79,9 +46,18 @@ def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> S
 
 
 def observe(
-    ecr: EcrApi, spec: EcrImageTagSpec, region: str, released: Sequence[str] = (), role_arn: str | None = None
+    ecr: EcrApi,
+    spec: EcrImageTagSpec,
+    region: str,
+    released: Sequence[str] = (),
+    role_arn: str | None = None,
+    policy: ReadPolicy = NO_POLICY,
 ) -> Observation:
-    """Read everything the planner needs. Whole-call failures raise EcrCallError."""
+    """Read everything the planner needs. Whole-call failures raise EcrCallError.
+
+    The source is always read fresh (its manifest is confirmed to be in ECR now); only an index's
+    children, read by digest, may come from the cache."""
+    fresh = replace(policy, cached_manifests=False)
     source_at = Registry(region, spec.source_registry, role_arn)
     target_at = Registry(region, spec.registry_id, role_arn)
     asked = ImageId(spec.source.tag, spec.source.digest)
@@ -90,11 +66,11 @@ def observe(
 
     # One batched read serves the source and the current tags when both live in one repository.
     if spec.same_repository:
-        both = ecr.batch_get_image(target_at, spec.repository_name, [asked, *tag_ids])
+        both = ecr.batch_get_image(target_at, spec.repository_name, [asked, *tag_ids], fresh)
         source_images, tag_images, failures = both.images, both.images, both.failures
     else:
-        src = ecr.batch_get_image(source_at, spec.source_repository, [asked])
-        cur = ecr.batch_get_image(target_at, spec.repository_name, tag_ids)
+        src = ecr.batch_get_image(source_at, spec.source_repository, [asked], fresh)
+        cur = ecr.batch_get_image(target_at, spec.repository_name, tag_ids, fresh)
         source_images, tag_images, failures = src.images, cur.images, src.failures + cur.failures
 
     tag_set = set(tags)
@@ -121,17 +97,17 @@ def observe(
             tag_digests=tag_digests,
             tag_failures=tag_failures,
         )
-    source = _as_source(ecr, source_at, spec.source_repository, image)
+    source = _as_source(ecr, source_at, spec.source_repository, image, fresh)
     if isinstance(source, Failure):
         return Observation(None, source, tag_digests=tag_digests, tag_failures=tag_failures)
 
     children_present: dict[str, bool] = {}
     child_failures: tuple[Failure, ...] = ()
     if source.parsed.is_index:
-        source, children_present, child_failures = _read_children(ecr, spec, source_at, target_at, source)
+        source, children_present, child_failures = _read_children(ecr, spec, source_at, target_at, source, policy)
 
     digests = [blob.digest for blob, _ in source.blobs()]
-    layers = ecr.check_layers(target_at, spec.repository_name, digests) if digests else None
+    layers = ecr.check_layers(target_at, spec.repository_name, digests, policy) if digests else None
     return Observation(
         source,
         layers={info.digest: info for info in layers.layers} if layers else {},
@@ -144,11 +120,16 @@ def observe(
 
 
 def _read_children(
-    ecr: EcrApi, spec: EcrImageTagSpec, source_at: Registry, target_at: Registry, source: SourceImage
+    ecr: EcrApi,
+    spec: EcrImageTagSpec,
+    source_at: Registry,
+    target_at: Registry,
+    source: SourceImage,
+    policy: ReadPolicy,
 ) -> tuple[SourceImage, dict[str, bool], tuple[Failure, ...]]:
     """Read an index's children by digest in one batched call, and whether the target has them."""
     ids = [ImageId(digest=c.digest) for c in source.parsed.children]
-    got = ecr.batch_get_image(source_at, spec.source_repository, ids)
+    got = ecr.batch_get_image(source_at, spec.source_repository, ids, policy)
     children: list[Manifest] = []
     failures = list(got.failures)
     for child in got.images:
@@ -159,7 +140,7 @@ def _read_children(
     if spec.same_repository:
         present = {c.digest for c in children}
     else:
-        in_target = ecr.batch_get_image(target_at, spec.repository_name, ids)
+        in_target = ecr.batch_get_image(target_at, spec.repository_name, ids, policy)
         present = {img.digest for img in in_target.images if img.digest}
     source = SourceImage(source.manifest, source.media_type, source.parsed, tuple(children))
     return source, {i.digest: i.digest in present for i in ids if i.digest}, tuple(failures)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batching import SharedReads
-from .ecr import Boto3Ecr, EcrApi
+from .ecr import Boto3Ecr
+from .ports import EcrApi
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import kopf
 
 
 def utcnow() -> datetime:
@@ -23,20 +26,16 @@ class Runtime:
     settings: Settings
     ecr: EcrApi
     clock: Callable[[], datetime] = utcnow
-    # What kopf hands its handlers that the drift scheduler, outside kopf's handlers, needs too: the
-    # credentials kopf logged in with, and a handler's context (kopf.info posts events through it).
-    credentials: Any = None
-    kopf_context: contextvars.Context | None = None
+    # The credentials kopf logged in with: the drift scheduler's own API session follows them.
+    credentials: kopf.ConnectionInfo | None = None
+    # Set once kopf calls a resource handler: its indexes are complete from then on.
+    handling: threading.Event = field(default_factory=threading.Event)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         return cls(settings=settings, ecr=SharedReads(Boto3Ecr(settings)))
-
-    def adopt_kopf_context(self) -> None:
-        if self.kopf_context is None:
-            self.kopf_context = contextvars.copy_context()
 
     def lock_for(self, uid: str) -> threading.Lock:
         """One lock per resource, so a drift check never races a spec change of the same resource."""
