@@ -38,7 +38,7 @@ def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_localenv import ecr_corrections
+    from ecr_tag_localenv import ecr_corrections, ecr_lifecycle
 
     ecr_corrections.apply()
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
@@ -48,6 +48,7 @@ def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
         CallLedger(),
         threading.Lock(),
         on_moto_reset=ecr_corrections.clear_state,
+        lifecycle=ecr_lifecycle.SETTINGS,
     )
 
 
