@@ -214,6 +214,9 @@ class SharedReads:
         self._put(key, found)
         return found
 
+    def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
+        return self._inner.image_status(where, repository, image)
+
     def put_image(
         self, where: Registry, repository: str, tag: str, manifest: str, media_type: str, digest: str
     ) -> PutOutcome:

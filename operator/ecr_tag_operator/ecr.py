@@ -266,6 +266,21 @@ class Boto3Ecr:
             tuple(f["filter"] for f in filters if f.get("filterType", "WILDCARD") == "WILDCARD"),
         )
 
+    def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
+        try:
+            resp = self._call(
+                "DescribeImages",
+                where,
+                repositoryName=repository,
+                imageIds=[image.to_api()],
+                filter={"imageStatus": "ANY"},
+                **_registry_kwargs(where),
+            )
+        except EcrCallError:
+            return None  # not allowed, or not there at all: the read's own failure says enough
+        details = resp.get("imageDetails") or []
+        return str(details[0].get("imageStatus") or "ACTIVE") if details else None
+
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         failures: list[Failure] = []
         for chunk in _chunks(tags):
@@ -395,4 +410,5 @@ _SNAKE = {
     "PutImage": "put_image",
     "BatchDeleteImage": "batch_delete_image",
     "DescribeRepositories": "describe_repositories",
+    "DescribeImages": "describe_images",
 }

@@ -88,13 +88,12 @@ def observe(
 
     image = _first(source_images, asked)
     if image is None:
-        return Observation(
-            None,
-            source_failure
-            or Failure("BatchGetImage", "ImageNotFound", "the source image was not returned", image_id=asked),
-            tag_digests=tag_digests,
-            tag_failures=tag_failures,
+        missing = source_failure or Failure(
+            "BatchGetImage", "ImageNotFound", "the source image was not returned", image_id=asked
         )
+        if missing.code == "ImageNotFound":
+            missing = _archived(ecr, source_at, spec.source_repository, asked) or missing
+        return Observation(None, missing, tag_digests=tag_digests, tag_failures=tag_failures)
     source = _as_source(ecr, source_at, spec.source_repository, image, fresh)
     if isinstance(source, Failure):
         return Observation(None, source, tag_digests=tag_digests, tag_failures=tag_failures)
@@ -118,6 +117,25 @@ def observe(
         mutability=_mutability(ecr, target_at, spec.repository_name, policy)
         if moving and spec.mode == "Enforce"
         else None,
+    )
+
+
+def _archived(ecr: EcrApi, where: Registry, repository: str, asked: ImageId) -> Failure | None:
+    """An image ECR does not serve may be archived (or being restored) rather than gone: ECR's pulls
+    answer as for a missing image, DescribeImages with imageStatus ANY tells which."""
+    state = ecr.image_status(where, repository, asked)
+    if state not in ("ARCHIVED", "ACTIVATING"):
+        return None
+    shown = f"{repository}@{asked.digest}" if asked.digest else f"{repository}:{asked.tag}"
+    if state == "ACTIVATING":
+        return Failure("DescribeImages", "ImageRestoring", f"{shown} is being restored from archive", image_id=asked)
+    restore = (
+        f"aws ecr update-image-storage-class --repository-name {repository} "
+        f"--image-id {'imageDigest=' + asked.digest if asked.digest else 'imageTag=' + str(asked.tag)} "
+        "--target-storage-class STANDARD"
+    )
+    return Failure(
+        "DescribeImages", "ImageArchived", f"{shown} is archived; restore it with: {restore}", image_id=asked
     )
 
 

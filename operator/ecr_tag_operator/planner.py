@@ -47,11 +47,17 @@ def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
     for state, reason in (("UNAVAILABLE", Reason.LAYERS_UNAVAILABLE), ("ARCHIVED", Reason.LAYERS_ARCHIVED)):
         hit = [d for d in blobs if obs.layers[d].availability == state]
         if hit:
+            hint = (
+                "; only archived images hold them there: restore one (aws ecr update-image-storage-class "
+                "--target-storage-class STANDARD), or push the image into the repository again"
+                if state == "ARCHIVED"
+                else ""
+            )
             return Condition(
                 "LayersAvailable",
                 "False",
                 reason,
-                f"{len(hit)} of {len(blobs)} blobs are {state} in {spec.repository_name}: {_listing(hit)}",
+                f"{len(hit)} of {len(blobs)} blobs are {state} in {spec.repository_name}: {_listing(hit)}{hint}",
             )
     if obs.child_failures:
         first = obs.child_failures[0]

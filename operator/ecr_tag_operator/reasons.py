@@ -39,6 +39,8 @@ class Reason(StrEnum):
     LAYERS_UNAVAILABLE = "LayersUnavailable"
     LAYERS_ARCHIVED = "LayersArchived"
     NO_CREDENTIALS = "NoCredentials"
+    IMAGE_ARCHIVED = "ImageArchived"
+    IMAGE_RESTORING = "ImageRestoring"
     # ECR's codes (BatchGetImage failure codes, PutImage/BatchDeleteImage errors).
     IMAGE_NOT_FOUND = "ImageNotFound"
     IMAGE_TAG_DOES_NOT_MATCH_DIGEST = "ImageTagDoesNotMatchDigest"
@@ -117,7 +119,16 @@ ABOUT: dict[Reason, About] = {
     ),
     Reason.UNSUPPORTED_MANIFEST: _bad("the source is a schema 1 or unknown manifest", "rebuild it as Docker v2 or OCI"),
     Reason.LAYERS_UNAVAILABLE: _bad("ECR reports blobs `UNAVAILABLE`", "finish the upload"),
-    Reason.LAYERS_ARCHIVED: _bad("ECR reports blobs `ARCHIVED`", "restore the archived image"),
+    Reason.LAYERS_ARCHIVED: _bad(
+        "ECR reports blobs `ARCHIVED` in the target: only archived images there hold them",
+        "restore an image that holds them (`aws ecr update-image-storage-class ... --target-storage-class STANDARD`)",
+    ),
+    Reason.IMAGE_ARCHIVED: _bad(
+        "the source image is in ECR's archive storage class: it cannot be pulled or promoted",
+        "restore it (the message gives the `aws ecr update-image-storage-class` command); the operator never "
+        "restores by itself: a restore takes up to 20 minutes and its cost is the owner's decision",
+    ),
+    Reason.IMAGE_RESTORING: _wait("the source image is being restored from archive (ACTIVATING)", "wait"),
     Reason.NO_CREDENTIALS: _bad("the operator found no AWS credentials", "set up IRSA / Pod Identity (see above)"),
     Reason.IMAGE_NOT_FOUND: _bad("the source tag or digest does not exist (ECR's code)", "push it, or fix `source`"),
     Reason.IMAGE_TAG_DOES_NOT_MATCH_DIGEST: _bad(

@@ -38,6 +38,7 @@ class FakeEcr:
     calls: list[str] = field(default_factory=list)
     fail_calls: dict[str, Failure] = field(default_factory=dict)  # operation -> whole-call failure
     refuse_puts: dict[str, Failure] = field(default_factory=dict)  # tag -> PutImage refusal
+    archived: set[str] = field(default_factory=set)  # digests in the archive storage class
 
     def repo(self, name: str) -> Repo:
         return self.repos.setdefault(name, Repo())
@@ -113,6 +114,10 @@ class FakeEcr:
         repo.manifests[digest] = manifest
         repo.tags[tag] = digest
         return PutOutcome(tag, "put")
+
+    def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
+        self._enter("DescribeImages")
+        return "ARCHIVED" if image.digest in self.archived else None
 
     def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
         self._enter("DescribeRepositories")

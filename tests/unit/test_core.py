@@ -255,3 +255,17 @@ def test_lasttransitiontime_is_kept_while_a_condition_keeps_its_status() -> None
     before = {c["type"]: c["lastTransitionTime"] for c in status["conditions"]}
     after = {c["type"]: c["lastTransitionTime"] for c in later.status["conditions"]}
     assert before == after
+
+
+def test_an_archived_source_is_reported_with_how_to_restore_it() -> None:
+    ecr = FakeEcr()
+    digest = ecr.push(REPO, image_manifest(1, 2), "build-1")
+    ecr.delete_image(REPO, digest)  # ECR serves it no more: archived
+    ecr.archived.add(digest)
+    decision, status = run(ecr, {}, source={"digest": digest})
+    assert conditions(status)["Ready"] == ("False", "ImageArchived")
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Ready")
+    assert "aws ecr update-image-storage-class" in message
+    assert f"imageDigest={digest}" in message
+    assert decision.requeue_after is None  # permanent until someone restores it
+    assert "PutImage" not in ecr.calls
