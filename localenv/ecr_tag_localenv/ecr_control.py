@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecr_tag_localenv.ecr_faults import FaultConfig, FaultRule
+from ecr_tag_localenv.ecr_settings import EmulatorSettings
 
-__all__ = ["CallCounts", "ControlError", "EmulatorControl", "FaultConfig", "FaultRule"]
+__all__ = ["CallCounts", "ControlError", "EmulatorControl", "EmulatorSettings", "FaultConfig", "FaultRule"]
 
 
 class ControlError(RuntimeError):
@@ -100,6 +101,17 @@ class EmulatorControl:
         """Back to the start-up rules: none, or only ECR's PutImage quota when started with --ecr-quotas."""
         return FaultConfig.from_json(self._request("DELETE", "/_emulator/faults"))
 
+    def settings(self) -> EmulatorSettings:
+        return EmulatorSettings.from_json(self._request("GET", "/_emulator/settings"))
+
+    def set_settings(self, **changes: float) -> EmulatorSettings:
+        """Change some settings (see :class:`EmulatorSettings`), e.g. ``min_layer_part_bytes=1024``."""
+        return EmulatorSettings.from_json(self._request("POST", "/_emulator/settings", changes))
+
+    def reset_settings(self) -> EmulatorSettings:
+        """Back to ECR's figures."""
+        return EmulatorSettings.from_json(self._request("DELETE", "/_emulator/settings"))
+
     def calls(self) -> CallCounts:
         return CallCounts.from_json(self._request("GET", "/_emulator/calls"))
 
@@ -113,4 +125,5 @@ class EmulatorControl:
     def reset_all(self) -> None:
         self.reset_moto()
         self.clear_faults()
+        self.reset_settings()
         self.reset_calls()

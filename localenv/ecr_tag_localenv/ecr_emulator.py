@@ -38,10 +38,11 @@ def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_localenv import ecr_corrections, ecr_registries
+    from ecr_tag_localenv import ecr_corrections, ecr_registries, ecr_uploads
 
     ecr_corrections.apply()
     ecr_registries.apply()
+    ecr_uploads.apply()
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     return EmulatorMiddleware(
         moto_app,

@@ -6,6 +6,7 @@ can be shared with :mod:`ecr_tag_localenv.ecr_control` (the client side).
 
 from __future__ import annotations
 
+import gc
 import html
 import json
 import logging
@@ -23,6 +24,8 @@ from io import BytesIO
 from typing import Any, Final, Literal
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from ecr_tag_localenv import ecr_settings
+
 log = logging.getLogger(__name__)
 
 ECR_TARGET_PREFIX: Final = "AmazonEC2ContainerRegistry_V20150921"
@@ -30,6 +33,7 @@ CONTROL_PREFIX: Final = "/_emulator/"
 # ECR's documented default quota for PutImage (per account and region); the only one that bites a retagger.
 PUT_IMAGE_QUOTA_PER_SECOND: Final = 10.0
 _AMZ_JSON: Final = "application/x-amz-json-1.1"
+_COLLECT_AFTER_BODY_BYTES: Final = 1024 * 1024
 
 
 class RuleError(ValueError):
@@ -385,6 +389,10 @@ class EmulatorMiddleware:
 
         with self.ecr_lock:
             out = self._call_moto(environ, capture)
+        if len(body) >= _COLLECT_AFTER_BODY_BYTES:
+            # moto's and werkzeug's request objects form reference cycles that hold the body, and the cyclic
+            # collector runs by object count, not bytes: without this, layer parts pile up as garbage.
+            gc.collect(1)
         status, headers = captured[-1]
         rewritten = _json_auth_error(status, out[0])
         if rewritten is not None:
@@ -408,9 +416,26 @@ class EmulatorMiddleware:
                     return _respond(start_response, 400, {"error": str(exc)})
                 log.info("fault rules set: %s", config.to_json())
                 return _respond(start_response, 200, config.to_json())
+        if route == "settings":
+            return self._settings(method, environ, start_response)
         if route == "calls" and method == "GET":
             return _respond(start_response, 200, self.ledger.snapshot())
         if route == "calls/reset" and method == "POST":
             self.ledger.reset()
             return _respond(start_response, 200, self.ledger.snapshot())
         return _respond(start_response, 404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+
+    def _settings(self, method: str, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        holder = ecr_settings.HOLDER
+        if method == "GET":
+            return _respond(start_response, 200, holder.get().to_json())
+        if method == "DELETE":
+            return _respond(start_response, 200, holder.reset().to_json())
+        if method == "POST":
+            try:
+                settings = holder.update(json.loads(_read_body(environ) or b"{}"))
+            except ValueError as exc:  # SettingsError and JSONDecodeError are ValueErrors
+                return _respond(start_response, 400, {"error": str(exc)})
+            log.info("settings changed: %s", settings.to_json())
+            return _respond(start_response, 200, settings.to_json())
+        return _respond(start_response, 405, {"error": f"{method} not allowed on {CONTROL_PREFIX}settings"})
