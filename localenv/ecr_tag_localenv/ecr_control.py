@@ -27,6 +27,10 @@ class CallCounts:
     total: Mapping[str, int] = field(default_factory=dict)
     by_repository: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     faulted: Mapping[str, int] = field(default_factory=dict)
+    downloads: int = 0
+    """Layer downloads from GetDownloadUrlForLayer URLs (whole, ranged or cut)."""
+    downloaded_bytes: int = 0
+    """Body bytes those downloads sent."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallCounts:
@@ -34,6 +38,8 @@ class CallCounts:
             total=dict(data.get("total", {})),
             by_repository={op: dict(repos) for op, repos in data.get("by_repository", {}).items()},
             faulted=dict(data.get("faulted", {})),
+            downloads=int(data.get("downloads", 0)),
+            downloaded_bytes=int(data.get("downloaded_bytes", 0)),
         )
 
     def of(self, operation: str, repository: str | None = None) -> int:
