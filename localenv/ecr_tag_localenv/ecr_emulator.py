@@ -38,12 +38,13 @@ def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_localenv import ecr_corrections, ecr_downloads, ecr_registries, ecr_uploads
+    from ecr_tag_localenv import ecr_corrections, ecr_downloads, ecr_referrers, ecr_registries, ecr_uploads
 
     ecr_corrections.apply()
     ecr_registries.apply()
     ecr_uploads.apply()
     ecr_downloads.apply()
+    ecr_referrers.apply()
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     injector = FaultInjector(FaultConfig.startup_defaults(ecr_quotas), known_ecr_operations())
     ledger = CallLedger()
