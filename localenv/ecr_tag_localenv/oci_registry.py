@@ -16,12 +16,12 @@ What an image pushed through one face looks like through the other:
 
 Authentication as ECR's (ECR user guide, "Private registry authentication"): HTTP basic, user ``AWS``,
 password from GetAuthorizationToken (:mod:`.ecr_auth`); an expired token is answered 401 with ECR's
-message. A token opens its own account's registries only (reads across accounts need repository
+message (as docker prints it). A token opens its own account's registries only (reads across accounts need repository
 policies, not modelled here).
 
 Where ECR differs from the OCI distribution spec, this follows ECR:
-- repositories are not created by a push: NAME_UNKNOWN until CreateRepository (ECR user guide, "Pushing
-  an image": "the repository must exist before you push");
+- repositories are not created by a push: NAME_UNKNOWN until CreateRepository (service model:
+  InitiateLayerUpload and PutImage raise RepositoryNotFoundException);
 - cross-repository mount only with the registry's ``BLOB_MOUNTING`` setting ``ENABLED``, only within the
   registry, only when ``from`` is given and both repositories use the same encryption; otherwise 202 and a
   new upload (ECR user guide, "Blob mounting in Amazon ECR");
@@ -70,8 +70,8 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/v2/"
 _CHUNK: Final = 1 << 20
-# ECR's quota "Image manifest size": 4 MiB is what registries must accept at least (OCI spec, "Pushing
-# Manifests"); anything larger is refused before it is read.
+# Registries should accept manifests of at least 4 MiB (OCI spec, "Pushing Manifests"); anything larger is
+# refused (413) before it is held whole.
 MANIFEST_MAX_BYTES: Final = 4 * 1024 * 1024
 _ALL_MANIFEST_TYPES: Final = (*ALL_MODERN_MANIFEST_TYPES, DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED)
 # ECR's repository name pattern (service model, RepositoryName) and tag length (ImageTag: 1..300).
