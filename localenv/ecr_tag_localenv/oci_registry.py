@@ -32,6 +32,8 @@ Where ECR differs from the OCI distribution spec, this follows ECR:
 - a manifest read by tag in a media type the client does not accept is MANIFEST_UNKNOWN, as BatchGetImage
   with acceptedMediaTypes (ECR API reference, BatchGetImage).
 
+Fault rules and the call ledger of ``/_emulator/`` cover the ECR API only, not this face.
+
 Locking: moto's backend is not thread-safe; every access to it holds the emulator's ``ecr_lock``.
 Blob bytes are read and written without it, streamed in chunks (a 1 GiB layer never sits in memory).
 """
