@@ -66,7 +66,7 @@ from ecr_tag_localenv.ecr_media import (
     OCI_INDEX,
     sha256_digest,
 )
-from ecr_tag_localenv.oci_address import registry_host, registry_of_host
+from ecr_tag_localenv.oci_address import registry_of_host
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,20 @@ class OciRegistry:
 
     def __init__(self, lock: threading.Lock) -> None:
         self.lock = lock
+        self.handlers: dict[tuple[str, str], Callable[[Request], Response]] = {
+            ("blob", "GET"): self.get_blob,
+            ("blob", "DELETE"): self.delete_blob,
+            ("uploads", "POST"): self.start_upload,
+            ("upload", "GET"): self.upload_status,
+            ("upload", "PATCH"): self.patch_upload,
+            ("upload", "PUT"): self.finish_upload,
+            ("upload", "DELETE"): self.cancel_upload,
+            ("manifest", "GET"): self.get_manifest,
+            ("manifest", "PUT"): self.put_manifest,
+            ("manifest", "DELETE"): self.delete_manifest,
+            ("tags", "GET"): self.list_tags,
+            ("referrers", "GET"): self.list_referrers,
+        }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = _Body(environ)
@@ -294,27 +308,11 @@ class OciRegistry:
                 region=region,
                 host=host,
             )
-            handler = self._handlers().get((kind, "GET" if method == "HEAD" else method))
+            handler = self.handlers.get((kind, "GET" if method == "HEAD" else method))
             if handler is None:
                 raise OciError(405, "UNSUPPORTED", f"{method} is not supported on this endpoint")
             return handler(request)
         raise OciError(404, "NOT_FOUND", f"no route for {path}")
-
-    def _handlers(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
-        return {
-            ("blob", "GET"): self.get_blob,
-            ("blob", "DELETE"): self.delete_blob,
-            ("uploads", "POST"): self.start_upload,
-            ("upload", "GET"): self.upload_status,
-            ("upload", "PATCH"): self.patch_upload,
-            ("upload", "PUT"): self.finish_upload,
-            ("upload", "DELETE"): self.cancel_upload,
-            ("manifest", "GET"): self.get_manifest,
-            ("manifest", "PUT"): self.put_manifest,
-            ("manifest", "DELETE"): self.delete_manifest,
-            ("tags", "GET"): self.list_tags,
-            ("referrers", "GET"): self.list_referrers,
-        }
 
     def _authenticate(self, environ: WSGIEnvironment, account: str, host: str) -> None:
         challenge = [("WWW-Authenticate", f'Basic realm="http://{host}/",service="ecr.amazonaws.com"')]
@@ -630,6 +628,3 @@ _MANIFEST_ERRORS: Final = {
 def apply() -> None:
     """Install what this face needs on moto (GetAuthorizationToken, account settings)."""
     ecr_auth.apply()
-
-
-__all__ = ["OciRegistry", "apply", "registry_host"]
