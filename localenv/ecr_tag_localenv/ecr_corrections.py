@@ -36,6 +36,7 @@ from ecr_tag_localenv.ecr_media import (
     DOCKER_MANIFEST_V1,
     DOCKER_MANIFEST_V2,
     INDEX_TYPES,
+    NONDISTRIBUTABLE_LAYER_TYPES,
     OCI_MANIFEST,
     SCHEMA1_TYPES,
     manifest_digest,
@@ -120,7 +121,12 @@ def _check_references(repository: Repository, manifest: dict[str, Any], media_ty
             raise InvalidParameterException(
                 "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'config digest missing'"
             )
-        blobs = [config["digest"], *_digests_of(manifest.get("layers", []), "digest", "layers")]
+        layers = manifest.get("layers", [])
+        _digests_of(layers, "digest", "layers")
+        # Foreign (Windows base) and non-distributable layers are fetched from their ``urls``, never pushed:
+        # docker and containerd skip them, so a registry that demanded them could not take a Windows image.
+        pushed = [layer for layer in layers if layer.get("mediaType") not in NONDISTRIBUTABLE_LAYER_TYPES]
+        blobs = [config["digest"], *(layer["digest"] for layer in pushed)]
     missing = [d for d in dict.fromkeys(blobs) if d not in repository.layers]
     if missing:
         raise LayersNotFoundException(
