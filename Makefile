@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries lint lock test test-fast demo clean
+.PHONY: venv binaries oci-conformance lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ venv: $(BIN)/ecr-tag-demo
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
 
+# The OCI distribution-spec conformance test, built from Go modules into the same cache.
+oci-conformance:
+	bash hack/build-oci-conformance.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
 	$(BIN)/ruff format --check operator localenv tests benchmarks
@@ -28,8 +32,9 @@ lock: venv
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.lock
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
-# kube-apiserver + etcd, chart, Argo CD health check, faults, and `demo --once` with its output checked).
-test: venv binaries lint
+# kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's
+# registry face, and `demo --once` with its output checked).
+test: venv binaries oci-conformance lint
 	$(BIN)/pytest -m "not slow" tests
 
 # Unit tests only: no processes started.

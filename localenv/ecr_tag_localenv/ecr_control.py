@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecr_tag_localenv.ecr_faults import FaultConfig, FaultRule
+from ecr_tag_localenv.ecr_settings import EmulatorSettings
 
-__all__ = ["CallCounts", "ControlError", "EmulatorControl", "FaultConfig", "FaultRule"]
+__all__ = ["CallCounts", "ControlError", "EmulatorControl", "EmulatorSettings", "FaultConfig", "FaultRule"]
 
 
 class ControlError(RuntimeError):
@@ -26,6 +27,10 @@ class CallCounts:
     total: Mapping[str, int] = field(default_factory=dict)
     by_repository: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     faulted: Mapping[str, int] = field(default_factory=dict)
+    downloads: int = 0
+    """Layer downloads from GetDownloadUrlForLayer URLs (whole, ranged or cut)."""
+    downloaded_bytes: int = 0
+    """Body bytes those downloads sent."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallCounts:
@@ -33,6 +38,8 @@ class CallCounts:
             total=dict(data.get("total", {})),
             by_repository={op: dict(repos) for op, repos in data.get("by_repository", {}).items()},
             faulted=dict(data.get("faulted", {})),
+            downloads=int(data.get("downloads", 0)),
+            downloaded_bytes=int(data.get("downloaded_bytes", 0)),
         )
 
     def of(self, operation: str, repository: str | None = None) -> int:
@@ -111,6 +118,17 @@ class EmulatorControl:
         settings: dict[str, float] = self._request("POST", "/_emulator/lifecycle", {"restore_seconds": seconds})
         return settings
 
+    def settings(self) -> EmulatorSettings:
+        return EmulatorSettings.from_json(self._request("GET", "/_emulator/settings"))
+
+    def set_settings(self, **changes: float) -> EmulatorSettings:
+        """Change some settings (see :class:`EmulatorSettings`), e.g. ``min_layer_part_bytes=1024``."""
+        return EmulatorSettings.from_json(self._request("POST", "/_emulator/settings", changes))
+
+    def reset_settings(self) -> EmulatorSettings:
+        """Back to ECR's figures."""
+        return EmulatorSettings.from_json(self._request("DELETE", "/_emulator/settings"))
+
     def calls(self) -> CallCounts:
         return CallCounts.from_json(self._request("GET", "/_emulator/calls"))
 
@@ -125,4 +143,5 @@ class EmulatorControl:
     def reset_all(self) -> None:
         self.reset_moto()
         self.clear_faults()
+        self.reset_settings()
         self.reset_calls()

@@ -34,21 +34,20 @@ from moto.ecr.exceptions import (
     ImageNotFoundException,
     InvalidParameterException,
     LimitExceededException,
-    UploadNotFoundException,
 )
 from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability
 from moto.ecr.responses import ECRResponse
 
-from ecr_tag_localenv import ecr_lifecycle
+from ecr_tag_localenv import ecr_blobs, ecr_lifecycle
 from ecr_tag_localenv.ecr_lifecycle import ACTIVE, IMAGE_STATUS_FILTERS, ArchiveState
 from ecr_tag_localenv.ecr_media import (
     DOCKER_MANIFEST_V1,
     DOCKER_MANIFEST_V2,
     INDEX_TYPES,
+    NONDISTRIBUTABLE_LAYER_TYPES,
     OCI_MANIFEST,
     SCHEMA1_TYPES,
     manifest_digest,
-    sha256_digest,
 )
 
 _DIGEST_RE: Final = re.compile(r"sha256:[a-f0-9]{64}")
@@ -56,10 +55,8 @@ _DIGEST_RE: Final = re.compile(r"sha256:[a-f0-9]{64}")
 # emulator treats them as the default. An index read by tag without asking for index types then fails
 # loudly instead of passing in tests and surprising in production.
 _DEFAULT_ACCEPTED: Final = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V2, OCI_MANIFEST})
-# Blob bytes kept per repository (for the schema 1 conversion, which needs the image config). Only
-# small blobs: configs are a few KiB, layers are never read back.
-_KEEP_BLOB_BYTES_UP_TO: Final = 256 * 1024
-_blob_bytes: weakref.WeakKeyDictionary[Repository, dict[str, bytes]] = weakref.WeakKeyDictionary()
+# The schema 1 conversion reads the image config from the blob store; configs are a few KiB.
+_CONFIG_BYTES_UP_TO: Final = 256 * 1024
 # Storage-class state of images that were ever archived; an image missing here is ACTIVE.
 _archive: weakref.WeakKeyDictionary[Image, ArchiveState] = weakref.WeakKeyDictionary()
 
@@ -121,7 +118,7 @@ class ImageStorageClassUpdateNotSupportedException(ServiceException):
 
 def clear_state() -> None:
     """Forget the emulator's own bookkeeping (called after moto's reset)."""
-    _blob_bytes.clear()
+    ecr_blobs.store().clear()
     _archive.clear()
     ecr_lifecycle.SETTINGS.reset()
 
@@ -247,7 +244,12 @@ def _check_references(repository: Repository, manifest: dict[str, Any], media_ty
             raise InvalidParameterException(
                 "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'config digest missing'"
             )
-        blobs = [config["digest"], *_digests_of(manifest.get("layers", []), "digest", "layers")]
+        layers = manifest.get("layers", [])
+        _digests_of(layers, "digest", "layers")
+        # Foreign (Windows base) and non-distributable layers are fetched from their ``urls``, never pushed:
+        # docker and containerd skip them, so a registry that demanded them could not take a Windows image.
+        pushed = [layer for layer in layers if layer.get("mediaType") not in NONDISTRIBUTABLE_LAYER_TYPES]
+        blobs = [config["digest"], *(layer["digest"] for layer in pushed)]
     missing = [d for d in dict.fromkeys(blobs) if d not in repository.layers]
     if missing:
         raise LayersNotFoundException(
@@ -375,48 +377,23 @@ def _put_image(
     return existing
 
 
-_original_complete_layer_upload: Final = ECRBackend.complete_layer_upload
+_original_delete_repository: Final = ECRBackend.delete_repository
 
 
-def _complete_layer_upload(
-    self: ECRBackend,
-    repository_name: str,
-    upload_id: str,
-    layer_digests: list[str],
-    registry_id: str | None = None,
-) -> dict[str, Any]:
-    # moto ignores the digest the client names and re-uploads of a present blob; ECR refuses both.
-    repository = self._get_repository(repository_name, registry_id)
-    upload = repository.uploads.get(upload_id)
-    if upload is None:
-        raise UploadNotFoundException(upload_id, repository_name, repository.registry_id)
-    data = bytes(upload.layer_parts)
-    if not data:
-        raise EmptyUploadException(f"The layer upload with id '{upload_id}' does not contain any layer parts")
-    computed = sha256_digest(data)
-    if layer_digests and computed not in layer_digests:
-        raise InvalidLayerException(
-            f"The layer digest calculated for the upload with id '{upload_id}' is '{computed}', which does "
-            f"not match the digests given: {layer_digests}"
-        )
-    if computed in repository.layers:
-        raise LayerAlreadyExistsException(
-            f"The layer with digest '{computed}' already exists in the repository with name "
-            f"'{repository.name}' in the registry with id '{repository.registry_id}'"
-        )
-    if len(data) <= _KEEP_BLOB_BYTES_UP_TO:
-        _blob_bytes.setdefault(repository, {})[computed] = data
-    result: dict[str, Any] = _original_complete_layer_upload(
-        self, repository_name, upload_id, layer_digests, registry_id
-    )
-    return result
+def _delete_repository(
+    self: ECRBackend, repository_name: str, registry_id: str | None = None, force: bool = False
+) -> Repository:
+    # A repository made again under the same name starts without the old one's layers, as in ECR.
+    deleted: Repository = _original_delete_repository(self, repository_name, registry_id, force)
+    ecr_blobs.store().forget_repository(deleted.registry_id, self.region_name, deleted.name)
+    return deleted
 
 
 def _to_schema1(repository: Repository, image: Image, tag: str) -> str:
     """Docker v2 schema 2 -> unsigned schema 1, roughly as registries derive it from the image config."""
     manifest = json.loads(image.image_manifest)
     config: dict[str, Any] = {}
-    config_bytes = _blob_bytes.get(repository, {}).get(manifest["config"]["digest"])
+    config_bytes = ecr_blobs.store().read_small(manifest["config"]["digest"], _CONFIG_BYTES_UP_TO)
     if config_bytes is not None:
         try:
             loaded = json.loads(config_bytes)
@@ -865,7 +842,7 @@ def apply() -> None:
         return
     Image.get_image_digest = _image_digest  # type: ignore[method-assign]
     ECRBackend.put_image = _put_image  # type: ignore[method-assign]
-    ECRBackend.complete_layer_upload = _complete_layer_upload  # type: ignore[method-assign]
+    ECRBackend.delete_repository = _delete_repository  # type: ignore[method-assign]
     ECRBackend.batch_get_image = _backend_batch_get_image  # type: ignore[method-assign]
     ECRResponse.batch_get_image = _batch_get_image_response  # type: ignore[method-assign]
     ECRResponse._determine_resource = _determine_resource  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ can be shared with :mod:`ecr_tag_localenv.ecr_control` (the client side).
 
 from __future__ import annotations
 
+import gc
 import html
 import json
 import logging
@@ -23,15 +24,20 @@ from io import BytesIO
 from typing import Any, Final, Literal
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from ecr_tag_localenv import ecr_settings
 from ecr_tag_localenv.ecr_lifecycle import LifecycleSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
 ECR_TARGET_PREFIX: Final = "AmazonEC2ContainerRegistry_V20150921"
 CONTROL_PREFIX: Final = "/_emulator/"
+LAYERS_PREFIX: Final = "/_emulator/layers/"
+"""Where the URLs that GetDownloadUrlForLayer hands out are served."""
+DOWNLOAD_OPERATION: Final = "GetDownloadUrlForLayer"
 # ECR's documented default quota for PutImage (per account and region); the only one that bites a retagger.
 PUT_IMAGE_QUOTA_PER_SECOND: Final = 10.0
 _AMZ_JSON: Final = "application/x-amz-json-1.1"
+_COLLECT_AFTER_BODY_BYTES: Final = 1024 * 1024
 
 
 class RuleError(ValueError):
@@ -55,6 +61,9 @@ class FaultRule:
     requests answered ThrottlingException (HTTP 400) / ServerException (HTTP 500).
     ``quota_per_second`` + ``burst``: a token bucket per operation; a request without a token is
     answered ThrottlingException, like ECR's own rate limits.
+    ``cut_after_bytes`` (on ``GetDownloadUrlForLayer``, or the default): a layer download from a URL that
+    GetDownloadUrlForLayer handed out stops after this many bytes of its body and the connection closes,
+    as a dropped transfer would; ``cut_downloads``: how many downloads to cut that way (unset: every one).
     """
 
     latency_ms: float | None = None
@@ -62,6 +71,8 @@ class FaultRule:
     error_rate: float | None = None
     quota_per_second: float | None = None
     burst: int | None = None
+    cut_after_bytes: int | None = None
+    cut_downloads: int | None = None
 
     @classmethod
     def from_json(cls, data: object, where: str = "rule") -> FaultRule:
@@ -81,11 +92,13 @@ class FaultRule:
             if name.endswith("_rate") and raw > 1:
                 raise RuleError(f"{where}.{name}: a rate is a fraction between 0 and 1, got {raw!r}")
             values[name] = float(raw)
-        burst = data.get("burst")
-        if burst is not None:
-            if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-                raise RuleError(f"{where}.burst: expected a positive integer, got {burst!r}")
-            values["burst"] = burst
+        for name, least in (("burst", 1), ("cut_after_bytes", 0), ("cut_downloads", 1)):
+            raw = data.get(name)
+            if raw is None:
+                continue
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < least:
+                raise RuleError(f"{where}.{name}: expected an integer of at least {least}, got {raw!r}")
+            values[name] = raw
         return cls(**values)
 
     def to_json(self) -> dict[str, float | int]:
@@ -180,6 +193,7 @@ class FaultInjector:
         self._config = startup
         self._rng = random.Random(startup.seed)  # noqa: S311 - fault dice, not security
         self._buckets: dict[str, TokenBucket] = {}
+        self._cuts = 0
 
     @property
     def config(self) -> FaultConfig:
@@ -203,6 +217,19 @@ class FaultInjector:
             self._config = config
             self._rng = random.Random(config.seed)  # noqa: S311
             self._buckets.clear()
+            self._cuts = 0
+
+    def download_cut(self) -> int | None:
+        """Bytes after which to cut the layer download starting now, or None to serve it whole."""
+        with self._lock:
+            rule = self._config.rule_for(DOWNLOAD_OPERATION)
+            if rule.cut_after_bytes is None:
+                return None
+            if rule.cut_downloads is not None:
+                if self._cuts >= rule.cut_downloads:
+                    return None
+                self._cuts += 1
+            return rule.cut_after_bytes
 
     def decide(self, operation: str) -> Decision:
         with self._lock:
@@ -232,6 +259,8 @@ class CallLedger:
         self._total: Counter[str] = Counter()
         self._by_repo: dict[str, Counter[str]] = {}
         self._faulted: Counter[str] = Counter()
+        self._downloads = 0
+        self._downloaded_bytes = 0
 
     def record(self, operation: str, repository: str | None) -> None:
         with self._lock:
@@ -243,12 +272,20 @@ class CallLedger:
         with self._lock:
             self._faulted[operation] += 1
 
+    def record_download(self, sent_bytes: int) -> None:
+        """A layer download (from a GetDownloadUrlForLayer URL) ended after ``sent_bytes`` bytes of body."""
+        with self._lock:
+            self._downloads += 1
+            self._downloaded_bytes += sent_bytes
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "total": dict(self._total),
                 "by_repository": {op: dict(c) for op, c in self._by_repo.items()},
                 "faulted": dict(self._faulted),
+                "downloads": self._downloads,
+                "downloaded_bytes": self._downloaded_bytes,
             }
 
     def reset(self) -> None:
@@ -256,6 +293,8 @@ class CallLedger:
             self._total.clear()
             self._by_repo.clear()
             self._faulted.clear()
+            self._downloads = 0
+            self._downloaded_bytes = 0
 
 
 def _read_body(environ: WSGIEnvironment) -> bytes:
@@ -310,7 +349,8 @@ def _respond(
 
 
 class EmulatorMiddleware:
-    """WSGI app in front of moto: the control API, fault injection and call accounting for ECR requests.
+    """WSGI app in front of moto: the control API, fault injection and call accounting for ECR requests,
+    and ``/v2/`` to the OCI distribution face (``registry``) when there is one.
 
     ``ecr_lock`` serialises moto's ECR handling: moto's backend mutates plain lists and dicts with no
     locking, and the server is threaded. Injected latency is spent before taking the lock, so slow
@@ -325,8 +365,12 @@ class EmulatorMiddleware:
         ecr_lock: threading.Lock,
         on_moto_reset: Callable[[], None],
         lifecycle: LifecycleSettings | None = None,
+        layer_downloads: WSGIApplication | None = None,
+        registry: WSGIApplication | None = None,
     ) -> None:
         self.app = app
+        self.layer_downloads = layer_downloads
+        self.registry = registry
         self.injector = injector
         self.ledger = ledger
         self.ecr_lock = ecr_lock
@@ -336,8 +380,13 @@ class EmulatorMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         method: str = environ.get("REQUEST_METHOD", "GET")
+        if path.startswith(LAYERS_PREFIX) and self.layer_downloads is not None:
+            return self.layer_downloads(environ, start_response)
         if path.startswith(CONTROL_PREFIX):
             return self._control(method, path[len(CONTROL_PREFIX) :].rstrip("/"), environ, start_response)
+        if self.registry is not None and (path == "/v2" or path.startswith("/v2/")):
+            # The OCI distribution face takes the lock itself, and not while it streams blob bytes.
+            return self.registry(environ, start_response)
         if path.rstrip("/") == "/moto-api/reset" and method == "POST":
             with self.ecr_lock:
                 out = self._call_moto(environ, start_response)
@@ -389,6 +438,10 @@ class EmulatorMiddleware:
 
         with self.ecr_lock:
             out = self._call_moto(environ, capture)
+        if len(body) >= _COLLECT_AFTER_BODY_BYTES:
+            # moto's and werkzeug's request objects form reference cycles that hold the body, and the cyclic
+            # collector runs by object count, not bytes: without this, layer parts pile up as garbage.
+            gc.collect(1)
         status, headers = captured[-1]
         rewritten = _json_auth_error(status, out[0])
         if rewritten is not None:
@@ -414,6 +467,8 @@ class EmulatorMiddleware:
                 return _respond(start_response, 200, config.to_json())
         if route == "lifecycle":
             return self._lifecycle(method, environ, start_response)
+        if route == "settings":
+            return self._settings(method, environ, start_response)
         if route == "calls" and method == "GET":
             return _respond(start_response, 200, self.ledger.snapshot())
         if route == "calls/reset" and method == "POST":
@@ -436,3 +491,18 @@ class EmulatorMiddleware:
             log.info("lifecycle settings: %s", settings)
             return _respond(start_response, 200, settings)
         return _respond(start_response, 405, {"error": f"{method} not allowed on {CONTROL_PREFIX}lifecycle"})
+
+    def _settings(self, method: str, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        holder = ecr_settings.HOLDER
+        if method == "GET":
+            return _respond(start_response, 200, holder.get().to_json())
+        if method == "DELETE":
+            return _respond(start_response, 200, holder.reset().to_json())
+        if method == "POST":
+            try:
+                settings = holder.update(json.loads(_read_body(environ) or b"{}"))
+            except ValueError as exc:  # SettingsError and JSONDecodeError are ValueErrors
+                return _respond(start_response, 400, {"error": str(exc)})
+            log.info("settings changed: %s", settings.to_json())
+            return _respond(start_response, 200, settings.to_json())
+        return _respond(start_response, 405, {"error": f"{method} not allowed on {CONTROL_PREFIX}settings"})
