@@ -12,8 +12,9 @@ OCI image spec 1.1 (manifest ``artifactType``; "if the artifactType is empty or 
 descriptor's mediaType is used") and the distribution spec's referrers API, an artifact's type is its
 ``artifactType`` or else its config's media type, and its size is the manifest's length in bytes. A subject
 that is not (yet) in the repository is allowed, as the distribution spec allows; its list is then what
-refers to it. Every image here is ACTIVE (no archive storage class yet), so artifactStatus ARCHIVED and
-ACTIVATING match nothing.
+refers to it. An artifact's status is its image's storage-class status (ACTIVE, ARCHIVED or ACTIVATING,
+:func:`ecr_tag_localenv.ecr_corrections.image_status`), as ArtifactStatus and DescribeImages' imageStatus
+share their values.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from moto.core.responses import ActionResult
 from moto.ecr.exceptions import InvalidParameterException, ValidationException
 from moto.ecr.models import Image
 from moto.ecr.responses import ECRResponse
+
+from ecr_tag_localenv.ecr_corrections import image_status
 
 _DEFAULT_PAGE: Final = 20
 _MAX_PAGE: Final = 50
@@ -64,7 +67,7 @@ def _referrer(image: Image) -> dict[str, Any]:
         "digest": image.get_image_digest(),
         "mediaType": image.image_manifest_media_type or manifest.get("mediaType") or "",
         "size": len(image.image_manifest.encode()),
-        "artifactStatus": "ACTIVE",
+        "artifactStatus": image_status(image),
     }
     kind = artifact_type(image)
     if kind is not None:
@@ -93,7 +96,7 @@ def _list_image_referrers(self: ECRResponse) -> ActionResult:
         for image in repository.images
         if subject_digest(image) == subject
         and (types is None or artifact_type(image) in types)
-        and status in ("ACTIVE", "ANY")
+        and status in (image_status(image), "ANY")
     ]
     token = self._get_param("nextToken")
     try:
