@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries oci-conformance lint test test-fast demo clean
+.PHONY: venv binaries oci-conformance lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
 	$(BIN)/ruff format --check operator localenv tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# The image's hash-locked runtime dependencies, from pyproject.toml (uv comes with the test tools).
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.lock
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's

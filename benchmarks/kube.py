@@ -20,28 +20,15 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from ecr_tag_localenv.control_plane import KubeCluster
+from ecr_tag_operator.reasons import TRANSIENT
 
 GROUP, VERSION, PLURAL, KIND = "ecrtag.dev", "v1alpha1", "ecrimagetags", "EcrImageTag"
 APPLY_CHUNK = 500  # objects per `kubectl apply` (one multi-document file each)
 FIELD_MANAGER = "ecr-tag-benchmark"
 
 State = Literal["ready", "failed", "pending"]
-# Ready=False reasons that clear by themselves (the operator's TRANSIENT_REASONS): still pending.
-_TRANSIENT = frozenset(
-    {
-        "Throttling",
-        "ServerError",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "RequestTimeout",
-        "TooManyRequests",
-        "RequestLimitExceeded",
-        "EndpointConnectionError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "Reconciling",
-    }
-)
+# Ready=False reasons that clear by themselves: still pending.
+TRANSIENT_REASONS = TRANSIENT
 
 
 @dataclass(frozen=True)
@@ -78,7 +65,7 @@ def state_of(obj: Mapping[str, Any]) -> State:
         if cond.get("type") == "Ready":
             if cond.get("status") == "True":
                 return "ready"
-            if cond.get("status") == "False" and cond.get("reason") not in _TRANSIENT:
+            if cond.get("status") == "False" and cond.get("reason") not in TRANSIENT_REASONS:
                 return "failed"
             return "pending"
     return "pending"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Helm chart carries byte-for-byte copies of two files whose single source of truth lives
+# The Helm chart carries byte-for-byte copies of files whose single source of truth lives
 # elsewhere in the repository (Helm can only read files inside the chart):
 #   crds/ecrimagetags.ecrtag.dev.yaml         -> charts/ecr-tag-operator/files/crd.yaml
+#   crds/ecrtagpolicies.ecrtag.dev.yaml       -> charts/ecr-tag-operator/files/crd-ecrtagpolicies.yaml
 #   argocd/ecrtag.dev/EcrImageTag/health.lua  -> charts/ecr-tag-operator/files/argocd-health.lua
 # Without arguments: exit 1 with a diff for each copy that differs. With --fix: copy the sources over
 # the copies.
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=(
   "crds/ecrimagetags.ecrtag.dev.yaml charts/ecr-tag-operator/files/crd.yaml"
+  "crds/ecrtagpolicies.ecrtag.dev.yaml charts/ecr-tag-operator/files/crd-ecrtagpolicies.yaml"
   "argocd/ecrtag.dev/EcrImageTag/health.lua charts/ecr-tag-operator/files/argocd-health.lua"
 )
 status=0

@@ -100,6 +100,17 @@ class EmulatorControl:
         """Back to the start-up rules: none, or only ECR's PutImage quota when started with --ecr-quotas."""
         return FaultConfig.from_json(self._request("DELETE", "/_emulator/faults"))
 
+    def lifecycle(self) -> dict[str, float]:
+        """The archive restore delay: ``{"restore_seconds": N}``."""
+        settings: dict[str, float] = self._request("GET", "/_emulator/lifecycle")
+        return settings
+
+    def set_restore_seconds(self, seconds: float) -> dict[str, float]:
+        """How long UpdateImageStorageClass ARCHIVE -> STANDARD stays ACTIVATING (also for images already
+        restoring: a large value holds them there, 0 lets them finish). Back to the default on reset."""
+        settings: dict[str, float] = self._request("POST", "/_emulator/lifecycle", {"restore_seconds": seconds})
+        return settings
+
     def calls(self) -> CallCounts:
         return CallCounts.from_json(self._request("GET", "/_emulator/calls"))
 
@@ -107,7 +118,8 @@ class EmulatorControl:
         self._request("POST", "/_emulator/calls/reset", {})
 
     def reset_moto(self) -> None:
-        """moto's own reset (every service's state) plus the emulator's ECR bookkeeping."""
+        """moto's own reset (every service's state) plus the emulator's ECR bookkeeping (archive state and
+        the restore delay included)."""
         self._request("POST", "/moto-api/reset", {})
 
     def reset_all(self) -> None:

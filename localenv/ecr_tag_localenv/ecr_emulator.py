@@ -39,7 +39,7 @@ def build_app(ecr_quotas: bool = False, auth_token_ttl: float | None = None) -> 
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_localenv import ecr_auth, ecr_corrections, oci_registry
+    from ecr_tag_localenv import ecr_auth, ecr_corrections, ecr_lifecycle, oci_registry
 
     ecr_corrections.apply()
     oci_registry.apply()
@@ -54,6 +54,7 @@ def build_app(ecr_quotas: bool = False, auth_token_ttl: float | None = None) -> 
         ecr_lock,
         on_moto_reset=ecr_corrections.clear_state,
         registry=oci_registry.OciRegistry(ecr_lock),
+        lifecycle=ecr_lifecycle.SETTINGS,
     )
 
 

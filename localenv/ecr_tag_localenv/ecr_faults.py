@@ -23,6 +23,8 @@ from io import BytesIO
 from typing import Any, Final, Literal
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from ecr_tag_localenv.ecr_lifecycle import LifecycleSettings, SettingsError
+
 log = logging.getLogger(__name__)
 
 ECR_TARGET_PREFIX: Final = "AmazonEC2ContainerRegistry_V20150921"
@@ -324,6 +326,7 @@ class EmulatorMiddleware:
         ecr_lock: threading.Lock,
         on_moto_reset: Callable[[], None],
         registry: WSGIApplication | None = None,
+        lifecycle: LifecycleSettings | None = None,
     ) -> None:
         self.app = app
         self.registry = registry
@@ -331,6 +334,7 @@ class EmulatorMiddleware:
         self.ledger = ledger
         self.ecr_lock = ecr_lock
         self.on_moto_reset = on_moto_reset
+        self.lifecycle = lifecycle if lifecycle is not None else LifecycleSettings()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -414,9 +418,27 @@ class EmulatorMiddleware:
                     return _respond(start_response, 400, {"error": str(exc)})
                 log.info("fault rules set: %s", config.to_json())
                 return _respond(start_response, 200, config.to_json())
+        if route == "lifecycle":
+            return self._lifecycle(method, environ, start_response)
         if route == "calls" and method == "GET":
             return _respond(start_response, 200, self.ledger.snapshot())
         if route == "calls/reset" and method == "POST":
             self.ledger.reset()
             return _respond(start_response, 200, self.ledger.snapshot())
         return _respond(start_response, 404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+
+    def _lifecycle(self, method: str, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        """GET the archive restore delay, POST ``{"restore_seconds": N}`` to set it, DELETE for the default."""
+        if method == "GET":
+            return _respond(start_response, 200, self.lifecycle.to_json())
+        if method == "DELETE":
+            self.lifecycle.reset()
+            return _respond(start_response, 200, self.lifecycle.to_json())
+        if method == "POST":
+            try:
+                settings = self.lifecycle.configure(json.loads(_read_body(environ) or b"{}"))
+            except (ValueError, SettingsError) as exc:
+                return _respond(start_response, 400, {"error": str(exc)})
+            log.info("lifecycle settings: %s", settings)
+            return _respond(start_response, 200, settings)
+        return _respond(start_response, 405, {"error": f"{method} not allowed on {CONTROL_PREFIX}lifecycle"})

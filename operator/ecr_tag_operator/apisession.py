@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 import kopf
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .core import Event
+
+COMPONENT = "ecr-tag-operator"
 
 
 def _client(
@@ -68,8 +74,12 @@ class KubeObjects:
         limit: int,
         connect_timeout: float,
         request_timeout: float,
+        kind: str = "EcrImageTag",
     ) -> None:
         self._credentials = credentials
+        self._kind = kind
+        # /apis/<group>/<version>/... -> <group>/<version>, for an event's involvedObject.
+        self._api_version = "/".join(path.split("/")[2:4])
         self._path = path  # e.g. /apis/ecrtag.dev/v1alpha1/namespaces/{namespace}/ecrimagetags/{name}
         self._limit = limit
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
@@ -111,6 +121,36 @@ class KubeObjects:
                 return False
             response.raise_for_status()
             return True
+
+    async def post_event(self, involved: Mapping[str, Any], event: Event) -> None:
+        """A core v1 Event about an object (its metadata), as kopf posts its own: the scheduler runs
+        outside kopf's handlers, so it posts through the Events API with this session."""
+        session, server = await self._connected()
+        namespace = str(involved.get("namespace"))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "metadata": {"namespace": namespace, "generateName": f"{involved.get('name')}."},
+            "involvedObject": {
+                "apiVersion": self._api_version,
+                "kind": self._kind,
+                "name": involved.get("name"),
+                "namespace": namespace,
+                "uid": involved.get("uid"),
+                "resourceVersion": involved.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": None,
+            "count": 1,
+        }
+        url = f"{server}/api/v1/namespaces/{quote(namespace, safe='')}/events"
+        async with session.post(url, json=body) as response:
+            response.raise_for_status()
 
     async def close(self) -> None:
         if self._session is not None:

@@ -2,55 +2,34 @@
 BatchGetImage (up to 100 imageIds) and one BatchCheckLayerAvailability (up to 100 digests), and
 what never changes (a manifest read by digest) or rarely does (a layer's availability) is cached.
 
-Each caller says how long it may wait for company (its *patience*): a spec change waits a few
-milliseconds, a drift check up to a second, so that drift checks of one repository travel together.
-No boto3 here: this wraps any EcrApi.
+Each caller says, in the ReadPolicy it passes, how long it may wait for company (its *patience*): a
+spec change waits a few milliseconds, a drift check up to a second, so that drift checks of one
+repository travel together. No boto3 here: this wraps any EcrApi.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .ecr import (
+from .manifests import digest_of
+from .model import (
     MAX_IDS_PER_CALL,
-    EcrApi,
-    EcrCallError,
     Failure,
     Image,
     ImageId,
     Images,
     LayerInfo,
     Layers,
+    Mutability,
     PutOutcome,
+    ReadPolicy,
     Registry,
 )
-from .manifests import digest_of
-
-
-@dataclass(frozen=True)
-class ReadPolicy:
-    patience: float = 0.0  # seconds a read may wait for other reads of the same repository
-    layer_max_age: float = 0.0  # seconds a cached AVAILABLE layer result stays good (0: do not cache)
-
-
-_policy: contextvars.ContextVar[ReadPolicy | None] = contextvars.ContextVar("read_policy", default=None)
-_NO_POLICY = ReadPolicy()
-
-
-@contextlib.contextmanager
-def read_policy(policy: ReadPolicy) -> Iterator[None]:
-    token = _policy.set(policy)
-    try:
-        yield
-    finally:
-        _policy.reset(token)
-
+from .ports import NO_POLICY, EcrApi
 
 K = TypeVar("K")
 R = TypeVar("R")
@@ -163,13 +142,15 @@ class SharedReads:
             self._cache[key] = _Cached(value, self._clock())
 
     # -- EcrApi -------------------------------------------------------------------------------------
-    def batch_get_image(self, where: Registry, repository: str, ids: Sequence[ImageId]) -> Images:
-        policy = _policy.get() or _NO_POLICY
+    def batch_get_image(
+        self, where: Registry, repository: str, ids: Sequence[ImageId], policy: ReadPolicy = NO_POLICY
+    ) -> Images:
         images: list[Image] = []
         wanted: list[ImageId] = []
         for image_id in ids:
             # A manifest read by digest never changes: served from the cache when seen before.
-            cached = self._get(("manifest", where, repository, image_id.digest), None) if image_id.tag is None else None
+            by_digest = image_id.tag is None and policy.cached_manifests
+            cached = self._get(("manifest", where, repository, image_id.digest), None) if by_digest else None
             if cached is not None:
                 images.append(cached)
             else:
@@ -192,8 +173,9 @@ class SharedReads:
                 failures.extend(f for f in result.failures if f.image_id in asked)
         return Images(tuple(images), tuple(failures))
 
-    def check_layers(self, where: Registry, repository: str, digests: Sequence[str]) -> Layers:
-        policy = _policy.get() or _NO_POLICY
+    def check_layers(
+        self, where: Registry, repository: str, digests: Sequence[str], policy: ReadPolicy = NO_POLICY
+    ) -> Layers:
         found: list[LayerInfo] = []
         wanted: list[str] = []
         for digest in digests:
@@ -222,6 +204,19 @@ class SharedReads:
                 failures.extend(f for f in result.failures if f.layer_digest in asked)
         return Layers(tuple(found), tuple(failures))
 
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
+        """Cached for as long as an AVAILABLE layer: a repository's mutability changes rarely."""
+        key = ("mutability", where, repository)
+        cached = self._get(key, policy.layer_max_age) if policy.layer_max_age else None
+        if isinstance(cached, Mutability):
+            return cached
+        found = self._inner.describe_mutability(where, repository, policy)
+        self._put(key, found)
+        return found
+
+    def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
+        return self._inner.image_status(where, repository, image)
+
     def put_image(
         self, where: Registry, repository: str, tag: str, manifest: str, media_type: str, digest: str
     ) -> PutOutcome:
@@ -240,4 +235,4 @@ def _wanted(got: ImageId, asked: set[ImageId]) -> bool:
     return got in asked or ImageId(tag=got.tag) in asked or ImageId(digest=got.digest) in asked
 
 
-__all__ = ["EcrCallError", "ReadPolicy", "SharedReads", "read_policy"]
+__all__ = ["SharedReads"]

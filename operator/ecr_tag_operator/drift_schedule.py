@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .ecr import MAX_IDS_PER_CALL
+from .model import MAX_IDS_PER_CALL
 from .ownership import Claim, claim_of
 from .spec import EcrImageTagSpec, SpecError, parse_spec
+from .status import owned_elsewhere, ready_reason
 
-Group = tuple[str, str, str]  # (registry id or "", region, repository): reads that can share a call
+Group = tuple[str, str, str]  # (effective account, region, repository): reads that can share a call
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def entry_of(
-    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str
+    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str, own_account: str
 ) -> Entry | None:
     """The resource's entry, or None when there is nothing to check: an invalid spec (reported by the
     spec handler) or a resource being deleted."""
@@ -65,7 +66,6 @@ def entry_of(
         spec = parse_spec(raw_spec)
     except SpecError:
         return None
-    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     target_region = spec.region or region
     reads = set(spec.tags)
     if spec.source.tag and spec.same_repository:
@@ -78,12 +78,12 @@ def entry_of(
         generation=meta.get("generation"),
         observed_generation=status.get("observedGeneration"),
         last_sync=_time(status.get("lastSyncTime")),
-        ready_reason=str(ready["reason"]) if ready.get("reason") else None,
+        ready_reason=ready_reason(status),
         # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
-        conflicts=frozenset(str(t.get("tag")) for t in status.get("tags") or [] if t.get("owner")),
+        conflicts=owned_elsewhere(status),
         spec=spec,
-        claim=claim_of(meta, spec, region),
-        group=(spec.registry_id or "", target_region, spec.repository_name),
+        claim=claim_of(meta, spec, region, own_account),
+        group=(spec.registry_id or own_account, target_region, spec.repository_name),
         reads=frozenset(reads),
     )
 

@@ -4,7 +4,9 @@ Each tick it asks :func:`drift_schedule.pick` for groups of checks, reads each m
 fresh from the API (the index keeps no status), runs the members of a group at the same moment on
 threads of its own (their reads coalesce into one call per repository) and merge-patches each
 status with the object's resourceVersion as a precondition, so a check never writes over a newer
-status. The check itself is the handlers' reconcile; this module only schedules and does the I/O.
+status; it posts the decision's events through the Kubernetes Events API with its own session. The
+check itself is the core's reconcile, called through the handlers' adapter; this module only
+schedules and does the I/O.
 
 A check that finds the status as it was writes nothing, not even lastSyncTime: the API conventions
 advise against heartbeat writes, and at thousands of resources each write (and the watch event it
@@ -14,23 +16,17 @@ sends back to every watcher) costs more than the check. When it checked is remem
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from .core import Decision, Event
 from .drift_schedule import Entry, Pick, pick
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Mapping[str, Any]  # the status patch; empty when there is nothing to write
-    transient: bool  # ECR failed transiently: retry after a delay, not at the next tick
 
 
 def changes(patch: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
@@ -45,8 +41,12 @@ class ObjectStore(Protocol):
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
     ) -> bool: ...
 
+    async def post_event(self, involved: Mapping[str, Any], event: Event) -> None: ...
 
-Check = Callable[[dict[str, Any], str], Outcome | None]
+
+Check = Callable[[dict[str, Any], str], Decision | None]
+Urgent = Callable[[Entry], bool]
+Record = Callable[[str, str, Decision], None]  # (uid, trigger, decision): the metrics
 
 
 @dataclass(frozen=True)
@@ -66,22 +66,24 @@ class DriftScheduler:
         self,
         *,
         entries: Callable[[], Iterable[Entry]],
-        urgent: Callable[[Entry], bool],
+        urgency: Callable[[], Urgent],
         keep_only: Callable[[set[str]], None],
         check: Check,
+        record: Record,
         store: ObjectStore,
         tuning: Tuning,
         clock: Callable[[], datetime],
-        context: Callable[[], contextvars.Context | None],
+        ready: Callable[[], bool],
     ) -> None:
         self._entries = entries
-        self._urgent = urgent
+        self._urgency = urgency  # called on the event loop each tick: copies the indexes it needs
         self._keep_only = keep_only  # drops per-resource state of the resources no longer indexed
         self._check = check
+        self._record = record
         self._store = store
         self._tuning = tuning
         self._clock = clock
-        self._context = context  # kopf's handler context (for events): None until kopf handles objects
+        self._ready = ready  # False until kopf handles objects: its indexes may be incomplete before
         self._held: dict[str, datetime] = {}
         self._checked: dict[str, datetime] = {}  # uid -> when this process last checked it
         self._pool = ThreadPoolExecutor(tuning.group_size * tuning.parallel_groups, thread_name_prefix="drift")
@@ -91,17 +93,16 @@ class DriftScheduler:
         try:
             while True:
                 await asyncio.sleep(t.tick)
-                context = self._context()
-                if context is None:
-                    continue  # kopf has not started handling objects: its indexes may be incomplete
+                if not self._ready():
+                    continue
                 try:
-                    await self.tick(context)
+                    await self.tick()
                 except Exception:  # a bad tick must not end drift checking for good
                     log.exception("drift scheduler tick failed")
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def tick(self, context: contextvars.Context) -> int:
+    async def tick(self) -> int:
         """One scan: run every picked group; return how many checks ran."""
         t = self._tuning
         now = self._clock()
@@ -110,27 +111,31 @@ class DriftScheduler:
         live = {e.uid for e in entries}
         self._keep_only(live)
         self._checked = {uid: at for uid, at in self._checked.items() if uid in live}
-        groups = pick(
+        held, checked = set(self._held), dict(self._checked)
+        # The scan is CPU work over every resource: on a thread, so the event loop (kopf's watches,
+        # the liveness probe) is not held up by it; the indexes were copied on the loop just before.
+        groups = await asyncio.to_thread(
+            pick,
             entries,
             now,
             jitter=t.jitter,
             early=t.early,
             rescue_after=t.rescue_after,
-            urgent=self._urgent,
-            waiting=lambda e: e.uid in self._held,
+            urgent=self._urgency(),
+            waiting=lambda e: e.uid in held,
             max_members=t.group_size,
-            checked=self._checked,
+            checked=checked,
         )
         slots = asyncio.Semaphore(t.parallel_groups)
 
         async def one_group(group: list[Pick]) -> int:
             async with slots:
-                return await self._run_group(group, context)
+                return await self._run_group(group)
 
         done = await asyncio.gather(*(one_group(g) for g in groups))
         return sum(done)
 
-    async def _run_group(self, group: list[Pick], context: contextvars.Context) -> int:
+    async def _run_group(self, group: list[Pick]) -> int:
         bodies = await asyncio.gather(*(self._fetch(p) for p in group), return_exceptions=True)
         loop = asyncio.get_running_loop()
         ready: list[tuple[Pick, dict[str, Any]]] = []
@@ -142,10 +147,10 @@ class DriftScheduler:
                 ready.append((p, body))
         # Released together, so that their reads of the repository share calls.
         outcomes = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, context.copy().run, self._check, body, p.trigger) for p, body in ready),
+            *(loop.run_in_executor(self._pool, self._check, body, p.trigger) for p, body in ready),
             return_exceptions=True,
         )
-        writes = []
+        writes: list[Awaitable[None]] = []
         for (p, body), outcome in zip(ready, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log.error("drift check of %s failed: %r", p.entry.ref, outcome)
@@ -154,8 +159,10 @@ class DriftScheduler:
             self._hold(p.entry, self._tuning.retry_delay if outcome and outcome.transient else self._tuning.hold)
             if outcome is None:
                 continue
+            self._record(p.entry.uid, p.trigger, outcome)
+            meta = body.get("metadata") or {}
+            writes.extend(self._post(meta, event) for event in outcome.events)
             if changes(outcome.status, body.get("status") or {}):
-                meta = body.get("metadata") or {}
                 writes.append(self._write(p.entry, outcome, str(meta.get("resourceVersion"))))
             elif not outcome.transient:
                 self._checked[p.entry.uid] = self._clock()
@@ -173,7 +180,13 @@ class DriftScheduler:
             return None  # the spec changed since it was indexed: the spec handler's turn
         return body
 
-    async def _write(self, entry: Entry, outcome: Outcome, resource_version: str) -> None:
+    async def _post(self, meta: Mapping[str, Any], event: Event) -> None:
+        try:
+            await self._store.post_event(meta, event)
+        except Exception as exc:  # an event is worth a log line, never a failed check
+            log.warning("event %s on %s/%s not posted: %s", event.reason, meta.get("namespace"), meta.get("name"), exc)
+
+    async def _write(self, entry: Entry, outcome: Decision, resource_version: str) -> None:
         try:
             if await self._store.patch_status(entry.namespace, entry.name, outcome.status, resource_version):
                 if not outcome.transient:

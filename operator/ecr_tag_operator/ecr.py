@@ -1,4 +1,4 @@
-"""The ECR client: the one module that imports boto3.
+"""The ECR client: the one module that imports boto3's botocore.
 
 Calls return typed results carrying ECR's own failure codes; a call that fails as a whole raises
 EcrCallError, marked transient when retrying later may help. Throttling and 5xx are first retried by
@@ -7,155 +7,43 @@ botocore's retry mode (configured here), never by a loop of our own.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
+from botocore.retries import quota, standard
 
-from . import metrics
+from . import grants, metrics
 from .manifests import ACCEPTED_MEDIA_TYPES
+from .model import (
+    MAX_IDS_PER_CALL,
+    EcrCallError,
+    Failure,
+    Image,
+    ImageId,
+    Images,
+    LayerInfo,
+    Layers,
+    Mutability,
+    PutOutcome,
+    ReadPolicy,
+    Registry,
+)
+from .ports import NO_POLICY
 from .ratelimit import RateLimits
+from .reasons import code_is_transient
 from .settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.client import ECRClient
-
-MAX_IDS_PER_CALL = 100
-
-# Codes worth retrying later: ECR's own, botocore's for a call that never got an answer, and AWS's
-# generic throttling names.
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ServerException",
-        "ServiceUnavailableException",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "EndpointConnectionError",
-        "ConnectTimeout",
-        "ReadTimeout",
-    }
-)
-
-
-@dataclass(frozen=True)
-class ImageId:
-    tag: str | None = None
-    digest: str | None = None
-
-    def to_api(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        if self.tag is not None:
-            out["imageTag"] = self.tag
-        if self.digest is not None:
-            out["imageDigest"] = self.digest
-        return out
-
-    @classmethod
-    def from_api(cls, raw: Any) -> ImageId:
-        raw = raw or {}
-        tag = raw.get("imageTag")
-        return cls(tag=tag if tag not in (None, "null") else None, digest=raw.get("imageDigest"))
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One thing ECR refused or could not find, as ECR said it."""
-
-    operation: str
-    code: str
-    message: str
-    image_id: ImageId | None = None
-    tag: str | None = None
-    layer_digest: str | None = None
-
-    @property
-    def transient(self) -> bool:
-        return self.code in TRANSIENT_CODES
-
-
-@dataclass(frozen=True)
-class Image:
-    image_id: ImageId
-    manifest: str
-    media_type: str | None
-
-    @property
-    def digest(self) -> str | None:
-        return self.image_id.digest
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    digest: str
-    availability: str
-    size: int | None
-
-
-@dataclass(frozen=True)
-class Images:
-    images: tuple[Image, ...]
-    failures: tuple[Failure, ...]
-
-
-@dataclass(frozen=True)
-class Layers:
-    layers: tuple[LayerInfo, ...]
-    failures: tuple[Failure, ...]
-
-
-@dataclass(frozen=True)
-class PutOutcome:
-    tag: str
-    result: Literal["put", "unchanged", "failed"]
-    failure: Failure | None = None
-
-
-@dataclass(frozen=True)
-class Registry:
-    """Where a repository lives: region and account (None = the credentials' own account), and the
-    IAM role to assume for it (None = the operator's own credentials)."""
-
-    region: str
-    registry_id: str | None
-    role_arn: str | None = None
-
-
-class EcrCallError(Exception):
-    """A whole call failed (after botocore's retries)."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(f"{failure.operation}: {failure.code}: {failure.message}")
-        self.failure = failure
-
-    @property
-    def transient(self) -> bool:
-        return self.failure.transient
-
-
-class EcrApi(Protocol):
-    """What reconcile needs from ECR; the boto3 implementation is below, tests may supply others."""
-
-    def batch_get_image(self, where: Registry, repository: str, ids: Sequence[ImageId]) -> Images: ...
-
-    def check_layers(self, where: Registry, repository: str, digests: Sequence[str]) -> Layers: ...
-
-    def put_image(
-        self, where: Registry, repository: str, tag: str, manifest: str, media_type: str, digest: str
-    ) -> PutOutcome: ...
-
-    def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]: ...
 
 
 def _chunks(items: Sequence[Any], size: int = MAX_IDS_PER_CALL) -> Iterator[Sequence[Any]]:
@@ -168,14 +56,17 @@ def _registry_kwargs(where: Registry) -> dict[str, str]:
 
 
 class Boto3Ecr:
-    """ECR through boto3, one client per region (boto3 clients are thread-safe; sessions are not)."""
+    """ECR through botocore. One botocore session (its loaded service models shared by every client),
+    a client per (region, assumed role, namespace of the role's session), at most ``max_clients`` of
+    them (least recently used dropped): a spec can only name registries its grants allow, so clients
+    are bounded by the policies, and the cap bounds them anyway."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, base: botocore.session.Session | None = None) -> None:
         self._settings = settings
-        self._clients: dict[tuple[str, str | None], ECRClient] = {}
+        self._base = base or botocore.session.Session()
+        self._clients: OrderedDict[tuple[str, str | None, str | None], ECRClient] = OrderedDict()
         self._lock = threading.Lock()
         self._limits = RateLimits(settings.rates)
-        self._calling = threading.local()  # the Registry of the call this thread is making
         self._config = botocore.config.Config(
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
@@ -184,29 +75,57 @@ class Boto3Ecr:
             user_agent_extra="ecr-tag-operator",
         )
 
-    def _client(self, region: str, role_arn: str | None = None) -> ECRClient:
+    def _client(self, where: Registry) -> ECRClient:
+        key = (where.region, where.role_arn, where.session if where.role_arn else None)
         with self._lock:
-            client = self._clients.get((region, role_arn))
-            if client is None:
-                session = boto3.session.Session(botocore_session=_assuming(role_arn) if role_arn else None)
-                client = session.client(
-                    "ecr", region_name=region, endpoint_url=self._settings.endpoint_url, config=self._config
-                )
-                # Every attempt waits for a token, botocore's retries included: pacing only first
-                # attempts lets retries of throttled calls burst past the quota and throttle more.
-                client.meta.events.register("before-send.ecr", self._pace)
-                self._clients[(region, role_arn)] = client
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            session = _assuming(self._base, where.role_arn, where.session) if where.role_arn else self._base
+            client = cast(
+                "ECRClient",
+                session.create_client(
+                    "ecr", region_name=where.region, endpoint_url=self._settings.endpoint_url, config=self._config
+                ),
+            )
+            # Every attempt waits for a token, botocore's retries included: pacing only first
+            # attempts lets retries of throttled calls burst past the quota and throttle more.
+            client.meta.events.register("before-send.ecr", self._pacer(where.region, where.role_arn))
+            if self._settings.retry_mode in ("standard", "adaptive"):
+                _retry_all_but_limits(client)
+            self._clients[key] = client
+            while len(self._clients) > self._settings.max_clients:
+                self._clients.popitem(last=False)  # in-flight calls keep their reference
             return client
 
-    def _pace(self, event_name: str, **_: Any) -> None:
-        where: Registry | None = getattr(self._calling, "where", None)
-        if where is not None:
-            self._limits.acquire(where.registry_id, where.region, event_name.rsplit(".", 1)[-1])
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def caller_account(self) -> str | None:
+        """The account of the operator's own credentials (STS GetCallerIdentity), None when unknown."""
+        try:
+            sts: Any = self._base.create_client("sts", region_name=self._settings.region, config=self._config)
+            return str(sts.get_caller_identity()["Account"])
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, KeyError):
+            return None
+
+    def _pacer(self, region: str, role_arn: str | None) -> Any:
+        """A before-send hook that takes a token of the registry the request names (its body's
+        registryId; the credentials' own account when it names none)."""
+
+        own = role_arn.split(":")[4] if role_arn and role_arn.count(":") >= 5 else None  # the role's account
+
+        def pace(event_name: str, request: Any = None, **_: Any) -> None:
+            registry = _registry_of(getattr(request, "body", None)) or own
+            self._limits.acquire(registry, region, event_name.rsplit(".", 1)[-1])
+
+        return pace
 
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
-        client = self._client(where.region, where.role_arn)
+        client = self._client(where)
         method = getattr(client, _SNAKE[operation])
-        self._calling.where = where
         started = time.monotonic()
         code = ""
         try:
@@ -215,7 +134,7 @@ class Boto3Ecr:
             err = exc.response.get("Error", {})
             code = str(err.get("Code") or "Unknown")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code not in TRANSIENT_CODES and status >= 500:
+            if not code_is_transient(code) and status >= 500:
                 code = "ServerException"
             raise EcrCallError(Failure(operation, code, str(err.get("Message") or exc))) from exc
         except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError) as exc:
@@ -232,11 +151,12 @@ class Boto3Ecr:
             code = "NoCredentials"
             raise EcrCallError(Failure(operation, code, str(exc))) from exc
         finally:
-            self._calling.where = None
             metrics.ECR_CALLS.labels(operation, code).inc()
             metrics.ECR_LATENCY.labels(operation).observe(time.monotonic() - started)
 
-    def batch_get_image(self, where: Registry, repository: str, ids: Sequence[ImageId]) -> Images:
+    def batch_get_image(
+        self, where: Registry, repository: str, ids: Sequence[ImageId], policy: ReadPolicy = NO_POLICY
+    ) -> Images:
         images: list[Image] = []
         failures: list[Failure] = []
         for chunk in _chunks(ids):
@@ -251,7 +171,7 @@ class Boto3Ecr:
             for raw in resp.get("images", []):
                 images.append(
                     Image(
-                        ImageId.from_api(raw.get("imageId")),
+                        _image_id(raw.get("imageId")),
                         raw["imageManifest"],
                         raw.get("imageManifestMediaType"),
                     )
@@ -262,12 +182,14 @@ class Boto3Ecr:
                         "BatchGetImage",
                         raw.get("failureCode", "Unknown"),
                         raw.get("failureReason", ""),
-                        image_id=ImageId.from_api(raw.get("imageId")),
+                        image_id=_image_id(raw.get("imageId")),
                     )
                 )
         return Images(tuple(images), tuple(failures))
 
-    def check_layers(self, where: Registry, repository: str, digests: Sequence[str]) -> Layers:
+    def check_layers(
+        self, where: Registry, repository: str, digests: Sequence[str], policy: ReadPolicy = NO_POLICY
+    ) -> Layers:
         layers: list[LayerInfo] = []
         failures: list[Failure] = []
         for chunk in _chunks(digests):
@@ -313,12 +235,51 @@ class Boto3Ecr:
             )
         except EcrCallError as exc:
             if exc.failure.code == "ImageAlreadyExistsException":
-                # ECR's way of saying the tag already points at exactly this manifest.
-                return PutOutcome(tag, "unchanged")
+                # Usually: the tag already points at exactly this manifest. Confirm it: ECR has been
+                # seen answering a moved tag in an immutable repository this way, naming another digest.
+                return self._confirm_unchanged(where, repository, tag, digest, exc.failure)
             if exc.transient:
                 raise
             return PutOutcome(tag, "failed", _with_tag(exc.failure, tag))
         return PutOutcome(tag, "put")
+
+    def _confirm_unchanged(
+        self, where: Registry, repository: str, tag: str, digest: str, failure: Failure
+    ) -> PutOutcome:
+        named = _DIGEST.findall(failure.message)
+        if named:
+            now: str | None = named[0]
+        else:
+            got = self.batch_get_image(where, repository, [ImageId(tag=tag)])
+            now = got.images[0].digest if got.images else None
+        if now == digest:
+            return PutOutcome(tag, "unchanged")
+        said = f"ECR answered ImageAlreadyExists, but {tag} points at {now or 'no image'}: {failure.message}"
+        return PutOutcome(tag, "failed", Failure("PutImage", "ImageTagAlreadyExistsException", said, tag=tag))
+
+    def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
+        resp = self._call("DescribeRepositories", where, repositoryNames=[repository], **_registry_kwargs(where))
+        repo = (resp.get("repositories") or [{}])[0]
+        filters = repo.get("imageTagMutabilityExclusionFilters") or []
+        return Mutability(
+            repo.get("imageTagMutability", "MUTABLE"),
+            tuple(f["filter"] for f in filters if f.get("filterType", "WILDCARD") == "WILDCARD"),
+        )
+
+    def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
+        try:
+            resp = self._call(
+                "DescribeImages",
+                where,
+                repositoryName=repository,
+                imageIds=[image.to_api()],
+                filter={"imageStatus": "ANY"},
+                **_registry_kwargs(where),
+            )
+        except EcrCallError:
+            return None  # not allowed, or not there at all: the read's own failure says enough
+        details = resp.get("imageDetails") or []
+        return str(details[0].get("imageStatus") or "ACTIVE") if details else None
 
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         failures: list[Failure] = []
@@ -331,7 +292,7 @@ class Boto3Ecr:
                 **_registry_kwargs(where),
             )
             for raw in resp.get("failures", []):
-                image_id = ImageId.from_api(raw.get("imageId"))
+                image_id = _image_id(raw.get("imageId"))
                 failures.append(
                     Failure(
                         "BatchDeleteImage",
@@ -357,19 +318,86 @@ class _AssumedRole(botocore.credentials.CredentialProvider):
         )
 
 
-def _assuming(role_arn: str) -> botocore.session.Session:
+def assume_role_args(namespace: str | None) -> dict[str, Any]:
+    """AssumeRole's arguments besides the role: the session is named after the namespace, which is
+    also its SourceIdentity and a session tag, so the target account's CloudTrail attributes every
+    call and its trust policy can require them."""
+    if namespace is None:
+        return {"RoleSessionName": "ecr-tag-operator"}
+    return {
+        "RoleSessionName": grants.namespace_session_name(namespace),
+        "SourceIdentity": grants.source_identity(namespace),
+        "Tags": [{"Key": grants.NAMESPACE_TAG, "Value": namespace}],
+    }
+
+
+def _assuming(base: botocore.session.Session, role_arn: str, namespace: str | None) -> botocore.session.Session:
     """A botocore session whose credentials come from STS AssumeRole on the operator's own
-    credentials, cached and refreshed by botocore before they expire."""
-    base = botocore.session.Session()
+    credentials, cached and refreshed by botocore before they expire; it shares the base session's
+    loaded service models."""
     fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
         client_creator=base.create_client,
         source_credentials=base.get_credentials(),
         role_arn=role_arn,
-        extra_args={"RoleSessionName": "ecr-tag-operator"},
+        extra_args=assume_role_args(namespace),
     )
     session = botocore.session.Session()
+    session.register_component("data_loader", base.get_component("data_loader"))
     session.get_component("credential_provider").insert_before("env", _AssumedRole(fetcher))
     return session
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _image_id(raw: Any) -> ImageId:
+    raw = raw or {}
+    return ImageId(tag=raw.get("imageTag"), digest=raw.get("imageDigest"))
+
+
+class _NoRetryOnLimits(standard.StandardRetryConditions):
+    """botocore's standard retry conditions, except that an ECR limit (LimitExceededException: e.g.
+    1,000 tags per image) is not retried: botocore counts it as throttling, but waiting never lifts it."""
+
+    def is_retryable(self, context: standard.RetryContext) -> bool:
+        if str(context.get_error_code()) == "LimitExceededException":
+            return False
+        return bool(super().is_retryable(context))
+
+
+def _retry_all_but_limits(client: Any) -> None:
+    """Replace the client's standard retry handler with one built from the same botocore parts but
+    :class:`_NoRetryOnLimits` (botocore registers it under this unique id; adaptive mode adds its rate
+    limiter on top, which stays)."""
+    events = client.meta.events
+    # botocore turns the config's max_attempts (retries) into total_max_attempts (first try included).
+    max_attempts = client.meta.config.retries.get("total_max_attempts", standard.DEFAULT_MAX_ATTEMPTS)
+    events.unregister("needs-retry.ecr", unique_id="retry-config-ecr")
+    adapter = standard.RetryEventAdapter()
+    detector = standard.ThrottlingErrorDetector(adapter)
+    retry_quota = standard.RetryQuotaChecker(quota.RetryQuota(), detector)
+    handler = standard.RetryHandler(
+        retry_policy=standard.RetryPolicy(
+            retry_checker=_NoRetryOnLimits(max_attempts=max_attempts),
+            retry_backoff=standard.ExponentialBackoff(service_name="ecr", throttling_detector=detector),
+        ),
+        retry_event_adapter=adapter,
+        retry_quota=retry_quota,  # type: ignore[arg-type]  # botocore passes the checker; the stub says otherwise
+        service_name="ecr",
+    )
+    events.register("after-call.ecr", retry_quota.release_retry_quota)
+    events.register("needs-retry.ecr", handler.needs_retry, unique_id="retry-config-ecr")
+
+
+def _registry_of(body: Any) -> str | None:
+    """The registryId a JSON request body names, if any."""
+    if not body:
+        return None
+    try:
+        value = json.loads(body).get("registryId")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def _with_tag(failure: Failure, tag: str) -> Failure:
@@ -381,4 +409,6 @@ _SNAKE = {
     "BatchCheckLayerAvailability": "batch_check_layer_availability",
     "PutImage": "put_image",
     "BatchDeleteImage": "batch_delete_image",
+    "DescribeRepositories": "describe_repositories",
+    "DescribeImages": "describe_images",
 }

@@ -1,36 +1,35 @@
-"""kopf entry points, and only those: parse the spec, decide who may act, reconcile, patch status,
-post events."""
+"""kopf's registrations, and the adapters that turn a kopf call into a core request and apply the
+core's decision: a status patch, events, metrics, a retry. The decisions themselves are made in
+:mod:`.core` and the pure modules below it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import kopf
 
-from . import apisession, metrics
+from . import apisession, authz, core, grants, metrics
 from .apisession import KubeObjects
-from .authz import ALLOWED_REPOSITORIES, ASSUME_ROLE, forbidden, parse_patterns, patterns_for, role_for
-from .batching import ReadPolicy, read_policy
+from .core import Decision, Request
 from .drift_schedule import Entry, Group, entry_of
-from .drift_scheduler import DriftScheduler, Outcome, Tuning
-from .ecr import EcrCallError
-from .ownership import Claim, ClaimKey, claim_of, claims, contested
-from .planner import TRANSIENT_REASONS, Assessment, assess_refusal
-from .reconcile import finalize, previous_digest, reconcile
+from .drift_scheduler import DriftScheduler, Tuning, Urgent
+from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, claims, contested
+from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .settings import Settings
 from .spec import EcrImageTagSpec, SpecError, parse_spec
-from .status import merge_conditions, trim
+from .status import previous_tags
 
-GROUP, VERSION, PLURAL = "ecrtag.dev", "v1alpha1", "ecrimagetags"
+GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings here, and
 # defaulted so that the handlers still fit kopf's callback protocols.
 TagClaims = Mapping[ClaimKey, Iterable[Claim]]
-NamespaceRules = Mapping[str, Iterable[dict[str, str]]]
+Policies = Mapping[str, Iterable[PolicyEntry]]
+NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
 DriftEntries = Mapping[Group, Iterable[Entry]]
 _NONE: Mapping[Any, Any] = {}
 
@@ -86,139 +85,126 @@ async def login(
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[ClaimKey, Claim]:
-    """Every resource's claims on (registry, region, repository, tag), for deciding owners."""
-    return claims(meta, spec, runtime_of(memo).settings.region)
+    """Every resource's claims on (account, region, repository, tag), for deciding owners."""
+    runtime = runtime_of(memo)
+    return claims(meta, spec, runtime.settings.region, runtime.own_account)
+
+
+@kopf.index(GROUP, VERSION, POLICIES)
+def policies(
+    name: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> dict[str, PolicyEntry]:
+    """Every EcrTagPolicy, parsed once per change (an invalid one grants nothing and says why)."""
+    try:
+        parsed: grants.Policy | grants.PolicyError = grants.parse_policy(name, spec, runtime_of(memo).own_account)
+    except grants.PolicyError as exc:
+        parsed = exc
+    return {name: PolicyEntry(parsed, meta.get("generation"), str(meta.get("resourceVersion")), dict(status))}
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_rules(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, dict[str, str]]:
-    """The ecrtag.dev annotations cluster admins put on namespaces."""
-    return {name: {k: v for k, v in annotations.items() if k in (ALLOWED_REPOSITORIES, ASSUME_ROLE)}}
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str, str]]:
+    """Each Namespace's labels: what policies select it by."""
+    return {name: dict(labels)}
 
 
-def _first(store: Iterable[dict[str, str]] | None) -> dict[str, str]:
-    return next(iter(store or ()), {})
+@kopf.on.event("", "v1", "namespaces")
+def indexes_ready(memo: kopf.Memo, **_: Any) -> None:
+    """kopf calls handlers only once its indexes are complete; every cluster has namespaces."""
+    runtime_of(memo).handling.set()
 
 
-def _patch_assessment(
-    patch: kopf.Patch, status: Mapping[str, Any], meta: kopf.Meta, runtime: Runtime, assessment: Assessment
-) -> None:
-    patch.status["conditions"] = merge_conditions(
-        status.get("conditions") or [],
-        assessment.conditions,
-        runtime.clock(),
-        meta.get("generation"),
-        runtime.settings.max_message_length,
-    )
-    patch.status["observedGeneration"] = meta.get("generation")
-    if assessment.tags:
-        patch.status["tags"] = [{"tag": t.tag, "inSync": False, "reason": t.reason} for t in assessment.tags]
+@kopf.index(GROUP, VERSION, PLURAL)
+def drift_entries(
+    meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> dict[Group, Entry]:
+    """What the drift scheduler needs of each resource, grouped by repository; no body is kept."""
+    runtime = runtime_of(memo)
+    entry = entry_of(meta, spec, status, runtime.settings.region, runtime.own_account)
+    return {entry.group: entry} if entry else {}
 
 
-def _parse(
-    spec: Mapping[str, Any],
+# -- from kopf's world to a request, and from a decision back ------------------------------------------
+
+
+class Grants:
+    """The adapters' view of the grants, from kopf's indexes: the valid policies and each namespace's
+    labels. One is made per reconcile (a write or a delete asks the grants now) and one per drift
+    tick, from copies taken on the event loop; answers are kept for the view's short life."""
+
+    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> None:
+        self._runtime = runtime
+        self._valid = [
+            e.parsed for entries in policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
+        ]
+        self._labels = labels
+        self._kept: dict[str, grants.NamespaceGrants] = {}
+
+    @classmethod
+    def snapshot(cls, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> Grants:
+        """A view that no longer follows the indexes: safe to use off the event loop."""
+        return cls(runtime, {k: tuple(v) for k, v in policies.items()}, {k: tuple(v) for k, v in labels.items()})
+
+    def of(self, namespace: str) -> grants.NamespaceGrants:
+        found = self._kept.get(namespace)
+        if found is None:
+            labels = next(iter(self._labels.get(namespace) or ()), {})
+            found = authz.namespace_grants(
+                self._valid, namespace, labels, self._runtime.own_account, self._runtime.settings.region
+            )
+            self._kept[namespace] = found
+        return found
+
+    def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
+        """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
+        return self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
+
+
+def _request(
+    spec: EcrImageTagSpec,
     status: Mapping[str, Any],
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    runtime: Runtime,
-) -> EcrImageTagSpec:
-    """The spec, or Ready=False InvalidSpec in status and a PermanentError: retrying cannot help."""
-    try:
-        return parse_spec(spec)
-    except SpecError as exc:
-        message = str(exc)
-        _patch_assessment(patch, status, meta, runtime, assess_refusal("InvalidSpec", message))
-        kopf.warn(body, reason="InvalidSpec", message=trim(message, runtime.settings.max_message_length))
-        metrics.RECONCILES.labels("spec", "invalid").inc()
-        raise kopf.PermanentError(message) from None
-
-
-def _permission(
-    parsed: EcrImageTagSpec, namespace: str, rules: NamespaceRules, runtime: Runtime
-) -> tuple[str | None, str | None]:
-    """(role ARN or None, None) when the namespace may act on this spec, else (None, why not)."""
-    annotations = _first(rules.get(namespace))
-    default = parse_patterns(runtime.settings.allowed_repositories)
-    why = forbidden(parsed, patterns_for(annotations, default), namespace)
-    if why:
-        return None, why
-    return role_for(annotations, parse_patterns(runtime.settings.allowed_role_arns), namespace)
-
-
-def _ready_reason(status: Mapping[str, Any]) -> str | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("reason"))
-    return None
-
-
-def _contested(parsed: EcrImageTagSpec, meta: kopf.Meta, index: TagClaims, runtime: Runtime) -> dict[str, str]:
-    me = claim_of(meta, parsed, runtime.settings.region)
-    return contested(parsed, me, lambda key: index.get(key, ()), runtime.settings.region)
-
-
-def _run(
+    meta: Mapping[str, Any],
     trigger: str,
-    parsed: EcrImageTagSpec,
-    status: Mapping[str, Any],
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
     runtime: Runtime,
-    logger: kopf.Logger,
     tag_claims: TagClaims,
-    namespace_rules: NamespaceRules,
-) -> None:
-    role_arn, why_not = _permission(parsed, str(meta.get("namespace")), namespace_rules, runtime)
-    if why_not:
-        # Refused before any ECR call: the namespace is not allowed this repository or role.
-        _patch_assessment(patch, status, meta, runtime, assess_refusal("Forbidden", why_not, parsed))
-        patch.status["lastSyncTime"] = None
-        if _ready_reason(status) != "Forbidden":
-            kopf.warn(body, reason="Forbidden", message=trim(why_not, runtime.settings.max_message_length))
-        metrics.RECONCILES.labels(trigger, "forbidden").inc()
-        return
-    owners = _contested(parsed, meta, tag_claims, runtime)
-    patience = (
-        runtime.settings.drift_read_patience
-        if trigger in ("drift", "resume")
-        else runtime.settings.change_read_patience
-    )
-    policy = ReadPolicy(patience=patience, layer_max_age=parsed.drift_check_interval.total_seconds())
-    with runtime.lock_for(str(meta.get("uid"))), read_policy(policy):
-        result = reconcile(
-            runtime.ecr,
-            parsed,
-            status,
-            runtime.settings,
-            runtime.clock(),
-            meta.get("generation"),
-            logger,
-            contested=owners,
-            role_arn=role_arn,
-        )
-    for key, value in result.status.items():
+    view: Grants,
+) -> Request:
+    """What the core needs to know about one resource: its permission now, the tags granted rivals
+    own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
+    namespace = str(meta.get("namespace"))
+    mine = view.of(namespace)
+    allowed = authz.permission(spec, namespace, mine)
+    region, account = runtime.settings.region, runtime.own_account
+    me = claim_of(meta, spec, region, account)
+
+    def granted(key: ClaimKey) -> list[Claim]:
+        return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
+
+    owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
+    tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
+    undeletable = {
+        t: f"claimed by {who}" for t, who in claimed_elsewhere(spec, tags, me, granted, region, account).items()
+    }
+    undeletable |= {t: "namespace may not delete it" for t in tags if not authz.may_delete(spec, t, mine)}
+    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
+
+
+def record(uid: str, trigger: str, decision: Decision) -> None:
+    """A decision's figures, as metrics."""
+    metrics.RECONCILES.labels(trigger, decision.result).inc()
+    metrics.record_tally(decision.tally)
+    if decision.tags:
+        metrics.observe_tags(uid, decision.tags)
+
+
+def _apply(decision: Decision, patch: kopf.Patch, body: kopf.Body, trigger: str) -> None:
+    for key, value in decision.status.items():
         patch.status[key] = value
-    assessment = result.assessment
-    for tag, old, new in assessment.moved:
-        # Put back after someone moved it off our image, or moved on purpose (new tag, new source).
-        what = "DriftCorrected" if old and old != previous_digest(status) else "TagMoved"
-        kopf.info(body, reason=what, message=f"{parsed.repository_name}:{tag} {old or 'absent'} -> {new}")
-    for tag in assessment.deleted:
-        kopf.info(body, reason="TagDeleted", message=f"{parsed.repository_name}:{tag} released from spec.tags")
-    ready = assessment.ready
-    if ready.status == "False" and ready.reason not in TRANSIENT_REASONS and ready.reason != _ready_reason(status):
-        kopf.warn(body, reason=ready.reason, message=trim(ready.message, runtime.settings.max_message_length))
-    metrics.RECONCILES.labels(trigger, "transient" if result.transient else ready.status.lower()).inc()
-    metrics.observe_tags(str(meta.get("uid")), assessment.tags)
-    if result.transient is not None:
-        # The drift scheduler retries after a delay when the last sync time is left as it was.
-        patch.status.pop("lastSyncTime", None)
-        raise kopf.TemporaryError(
-            f"{result.transient.operation}: {result.transient.code}",
-            delay=runtime.settings.transient_retry_delay,
-        )
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    record(str(body.meta.get("uid")), trigger, decision)
+    if decision.requeue_after is not None:
+        raise kopf.TemporaryError(f"retrying: {decision.result}", delay=decision.requeue_after)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -234,36 +220,43 @@ def reconcile_spec(
     logger: kopf.Logger,
     reason: str,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
-    runtime.adopt_kopf_context()  # kopf has its indexes complete once it calls a resource handler
-    parsed = _parse(spec, status, meta, body, patch, runtime)
-    if reason == "resume" and status.get("lastSyncTime") and status.get("observedGeneration") == meta.get("generation"):
-        # Seen and synced before the restart: the drift scheduler checks it when due, so a restart of
-        # the operator does not read every resource at once.
+    trigger = str(reason)
+    parsed = core.parse(spec, status, meta.get("generation"), runtime.clock(), runtime.settings)
+    if isinstance(parsed, Decision):
+        _apply(parsed, patch, body, "spec")
         return
-    _run(str(reason), parsed, status, meta, body, patch, runtime, logger, tag_claims, namespace_rules)
+    if trigger == "resume" and core.skip_on_resume(status, meta.get("generation")):
+        return
+    request = _request(parsed, status, meta, trigger, runtime, tag_claims, Grants(runtime, policies, namespace_labels))
+    with runtime.lock_for(str(meta.get("uid"))):
+        decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    _apply(decision, patch, body, trigger)
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def drift_entries(
-    meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
-) -> dict[Group, Entry]:
-    """What the drift scheduler needs of each resource, grouped by repository; no body is kept."""
-    entry = entry_of(meta, spec, status, runtime_of(memo).settings.region)
-    return {entry.group: entry} if entry else {}
+# -- the drift scheduler's adapters --------------------------------------------------------------------
 
 
-def _urgent(entry: Entry, runtime: Runtime, tag_claims: TagClaims, namespace_rules: NamespaceRules) -> bool:
-    """Act now, not at the next drift: a tag's owner changed (the winner was deleted or let the tag
-    go), or a refusal has been lifted by a namespace's annotations."""
-    if entry.ready_reason == "Forbidden":
-        return _permission(entry.spec, entry.namespace, namespace_rules, runtime)[1] is None
-    region = runtime.settings.region
-    owners = contested(entry.spec, entry.claim, lambda key: tag_claims.get(key, ()), region)
-    return set(owners) != entry.conflicts
+def _urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
+    """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
+    the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
+    view = Grants.snapshot(runtime, policies, labels)
+    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
+    region, account = runtime.settings.region, runtime.own_account
+
+    def urgent(entry: Entry) -> bool:
+        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
+        changed (the winner was deleted, let the tag go, or lost its grant)."""
+        allowed = authz.permission(entry.spec, entry.namespace, view.of(entry.namespace)).refused is None
+        if allowed == (entry.ready_reason == "Forbidden"):
+            return True
+        return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
+
+    return urgent
 
 
 def _drift_check(
@@ -273,27 +266,23 @@ def _drift_check(
     runtime: Runtime,
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
-    namespace_rules: NamespaceRules,
-) -> Outcome | None:
-    """One drift check (or rescue of a lost creation) on a freshly read object; the scheduler writes
-    the status patch. Runs on the scheduler's threads, in a copy of a kopf handler's context."""
-    body = kopf.Body(cast(kopf.RawBody, raw))
+    view: Callable[[], Grants],
+) -> Decision | None:
+    """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
+    threads; the scheduler applies the decision."""
+    body = kopf.Body(raw)  # type: ignore[arg-type]
     try:
         parsed = parse_spec(body.spec)
     except SpecError:
         return None  # already reported by the spec handler; nothing to check until the spec changes
-    patch = kopf.Patch()
     logger = kopf.ObjectLogger(body=body, settings=settings)
     if trigger == "rescue":
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    try:
-        _run(trigger, parsed, body.status, body.meta, body, patch, runtime, logger, tag_claims, namespace_rules)
-    except kopf.TemporaryError as exc:
-        logger.warning("drift check deferred: %s", exc)
-        return Outcome(dict(patch.get("status") or {}), transient=True)
-    return Outcome(dict(patch.get("status") or {}), transient=False)
+    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    with runtime.lock_for(str(body.meta.get("uid"))):
+        return core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
 
 
 def _forget_gone(runtime: Runtime, uids: set[str]) -> None:
@@ -307,11 +296,13 @@ async def start_drift_scheduler(
     memo: kopf.Memo,
     drift_entries: DriftEntries = _NONE,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
     ours = runtime.settings
+
     store = KubeObjects(
         lambda: runtime.credentials,
         f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
@@ -321,11 +312,16 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgent=lambda entry: _urgent(entry, runtime, tag_claims, namespace_rules),
+        urgency=functools.partial(_urgency, runtime, tag_claims, policies, namespace_labels),
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
-            _drift_check, runtime=runtime, settings=settings, tag_claims=tag_claims, namespace_rules=namespace_rules
+            _drift_check,
+            runtime=runtime,
+            settings=settings,
+            tag_claims=tag_claims,
+            view=lambda: Grants(runtime, policies, namespace_labels),
         ),
+        record=record,
         store=store,
         tuning=Tuning(
             tick=ours.drift_tick,
@@ -338,22 +334,47 @@ async def start_drift_scheduler(
             hold=2 * ours.drift_tick,
         ),
         clock=runtime.clock,
-        context=lambda: runtime.kopf_context,
+        ready=runtime.handling.is_set,
+    )
+    policy_store = KubeObjects(
+        lambda: runtime.credentials,
+        f"/apis/{GROUP}/{VERSION}/{POLICIES}/{{name}}",
+        limit=2,
+        connect_timeout=ours.api_connect_timeout,
+        request_timeout=ours.api_request_timeout,
+        kind="EcrTagPolicy",
+    )
+    reporter = PolicyReporter(
+        policies=lambda: {name: next(iter(entries)) for name, entries in policies.items() if entries},
+        namespaces=lambda: {name: next(iter(values), {}) for name, values in namespace_labels.items()},
+        own_account=runtime.own_account,
+        region=ours.region,
+        store=policy_store,
+        tick=ours.drift_tick,
+        clock=runtime.clock,
+        ready=runtime.handling.is_set,
     )
     memo["drift_store"] = store
+    memo["policy_store"] = policy_store
     memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
+    memo["policy_task"] = asyncio.create_task(reporter.run(), name="ecr-tag-operator policy status")
 
 
 @kopf.on.cleanup()
 async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("drift_task")
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    store = memo.get("drift_store")
-    if isinstance(store, KubeObjects):
-        await store.close()
+    for name in ("drift_task", "policy_task"):
+        task = memo.get(name)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    for name in ("drift_store", "policy_store"):
+        store = memo.get(name)
+        if isinstance(store, KubeObjects):
+            await store.close()
+
+
+# -- deletion ------------------------------------------------------------------------------------------
 
 
 def _delete_policy(spec: kopf.Spec, **_: Any) -> bool:
@@ -369,38 +390,29 @@ def delete_tags(
     memo: kopf.Memo,
     logger: kopf.Logger,
     tag_claims: TagClaims = _NONE,
-    namespace_rules: NamespaceRules = _NONE,
+    policies: Policies = _NONE,
+    namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
     """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image."""
     runtime = runtime_of(memo)
-    runtime.adopt_kopf_context()
-    limit = runtime.settings.max_message_length
     uid = str(meta.get("uid"))
-    try:
-        parsed = parse_spec(spec)
-    except SpecError as exc:
-        kopf.warn(body, reason="TagsRetained", message=trim(f"spec is invalid, no tag deleted: {exc}", limit))
+    parsed = core.parse(spec, status, meta.get("generation"), runtime.clock(), runtime.settings)
+    if isinstance(parsed, Decision):
+        message = f"spec is invalid, no tag deleted: {parsed.status['conditions'][0]['message']}"
+        kopf.warn(body, reason="TagsRetained", message=message)
         return
-    role_arn, why_not = _permission(parsed, str(meta.get("namespace")), namespace_rules, runtime)
-    if why_not:
-        kopf.warn(body, reason="TagsRetained", message=trim(f"no tag deleted: {why_not}", limit))
-        return
+    request = _request(parsed, status, meta, "delete", runtime, tag_claims, Grants(runtime, policies, namespace_labels))
     try:
         with runtime.lock_for(uid):
-            owners = _contested(parsed, meta, tag_claims, runtime)
-            done = finalize(runtime.ecr, parsed, status, runtime.settings, logger, role_arn, owners)
-    except EcrCallError as exc:
-        if exc.transient:
-            raise kopf.TemporaryError(str(exc), delay=runtime.settings.transient_retry_delay) from exc
-        # Blocking deletion forever would help nobody: say what was left, and let the object go.
-        kopf.warn(body, reason="TagsRetained", message=trim(f"no tag deleted: {exc}", limit))
-        return
+            done = core.finalize(
+                parsed, status, request.permission, request.undeletable, runtime.ecr, runtime.settings, logger
+            )
     finally:
         runtime.forget(uid)
         metrics.forget_tags(uid)
-    if done.deleted:
-        kopf.info(body, reason="TagsDeleted", message=f"deleted {', '.join(done.deleted)}")
-    if done.retained:
-        kept = "; ".join(f"{tag}: {why}" for tag, why in done.retained)
-        kopf.warn(body, reason="TagsRetained", message=trim(f"kept {kept}", limit))
+    for event in done.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    metrics.record_tally(done.tally)
+    if done.requeue_after is not None:
+        raise kopf.TemporaryError("deleting tags: ECR failed transiently", delay=done.requeue_after)

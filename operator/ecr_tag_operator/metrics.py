@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from .core import Tally
 
 RECONCILES = Counter(
     "ecr_tag_operator_reconciles_total",
@@ -46,6 +49,14 @@ for _state in ("in_sync", "drifted", "failed"):
 def serve(port: int, host: str) -> None:
     """Expose /metrics on a thread of its own (prometheus-client's server)."""
     start_http_server(port, addr=host)
+
+
+def record_tally(tally: Tally) -> None:
+    """What one reconcile wrote."""
+    for operation, outcome in tally.tag_writes:
+        TAG_WRITES.labels(operation, outcome).inc()
+    if tally.drift_corrections:
+        DRIFT_CORRECTIONS.inc(tally.drift_corrections)
 
 
 _tag_states: dict[str, dict[str, int]] = {}

@@ -3,48 +3,13 @@ repository, and where each tag points now. The result is plain data for the pure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from .ecr import EcrApi, Failure, Image, ImageId, LayerInfo, Registry
-from .manifests import Descriptor, Manifest, ManifestError, digest_of, parse_manifest
+from .manifests import Manifest, ManifestError, digest_of, parse_manifest
+from .model import EcrCallError, Failure, Image, ImageId, Mutability, Observation, ReadPolicy, Registry, SourceImage
+from .ports import NO_POLICY, EcrApi
 from .spec import EcrImageTagSpec
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    manifest: str  # exactly as ECR returned it: this string is what PutImage writes
-    media_type: str
-    parsed: Manifest
-    children: tuple[Manifest, ...] = ()
-
-    @property
-    def digest(self) -> str:
-        return self.parsed.digest
-
-    def blobs(self) -> tuple[tuple[Descriptor, str], ...]:
-        """Every blob the image needs, with the manifest it belongs to, first occurrence only."""
-        owners = self.children if self.parsed.is_index else (self.parsed,)
-        seen: set[str] = set()
-        out: list[tuple[Descriptor, str]] = []
-        for owner in owners:
-            for blob in owner.blobs:
-                if blob.digest not in seen:
-                    seen.add(blob.digest)
-                    out.append((blob, owner.digest))
-        return tuple(out)
-
-
-@dataclass(frozen=True)
-class Observation:
-    source: SourceImage | None
-    source_failure: Failure | None = None
-    layers: Mapping[str, LayerInfo] = field(default_factory=dict)
-    layer_failures: tuple[Failure, ...] = ()
-    children_present: Mapping[str, bool] = field(default_factory=dict)
-    child_failures: tuple[Failure, ...] = ()
-    tag_digests: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag does not exist
-    tag_failures: tuple[Failure, ...] = ()
 
 
 def _matches(asked: ImageId, got: ImageId) -> bool:
@@ -57,12 +22,14 @@ def _first(images: Iterable[Image], asked: ImageId) -> Image | None:
     return next((img for img in images if _matches(asked, img.image_id)), None)
 
 
-def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> SourceImage | Failure:
+def _as_source(
+    ecr: EcrApi, where: Registry, repository: str, image: Image, policy: ReadPolicy
+) -> SourceImage | Failure:
     """Check the bytes are the image's own; read by digest when ECR converted a manifest read by tag."""
     if image.digest is None or digest_of(image.manifest) != image.digest:
         if image.digest is None:
             return Failure("BatchGetImage", "ImageNotFound", "ECR returned an image without a digest")
-        again = ecr.batch_get_image(where, repository, [ImageId(digest=image.digest)])
+        again = ecr.batch_get_image(where, repository, [ImageId(digest=image.digest)], policy)
         if again.failures or not again.images or digest_of(again.images[0].manifest) != image.digest:
             return Failure(
                 "BatchGetImage",
@@ -79,22 +46,29 @@ def _as_source(ecr: EcrApi, where: Registry, repository: str, image: Image) -> S
 
 
 def observe(
-    ecr: EcrApi, spec: EcrImageTagSpec, region: str, released: Sequence[str] = (), role_arn: str | None = None
+    ecr: EcrApi,
+    spec: EcrImageTagSpec,
+    target_at: Registry,
+    source_at: Registry,
+    released: Sequence[str] = (),
+    policy: ReadPolicy = NO_POLICY,
 ) -> Observation:
-    """Read everything the planner needs. Whole-call failures raise EcrCallError."""
-    source_at = Registry(region, spec.source_registry, role_arn)
-    target_at = Registry(region, spec.registry_id, role_arn)
+    """Read everything the planner needs. Whole-call failures raise EcrCallError.
+
+    The source is always read fresh (its manifest is confirmed to be in ECR now); only an index's
+    children, read by digest, may come from the cache."""
+    fresh = replace(policy, cached_manifests=False)
     asked = ImageId(spec.source.tag, spec.source.digest)
     tags = list(dict.fromkeys([*spec.tags, *released]))
     tag_ids = [ImageId(tag=t) for t in tags]
 
     # One batched read serves the source and the current tags when both live in one repository.
     if spec.same_repository:
-        both = ecr.batch_get_image(target_at, spec.repository_name, [asked, *tag_ids])
+        both = ecr.batch_get_image(target_at, spec.repository_name, [asked, *tag_ids], fresh)
         source_images, tag_images, failures = both.images, both.images, both.failures
     else:
-        src = ecr.batch_get_image(source_at, spec.source_repository, [asked])
-        cur = ecr.batch_get_image(target_at, spec.repository_name, tag_ids)
+        src = ecr.batch_get_image(source_at, spec.source_repository, [asked], fresh)
+        cur = ecr.batch_get_image(target_at, spec.repository_name, tag_ids, fresh)
         source_images, tag_images, failures = src.images, cur.images, src.failures + cur.failures
 
     tag_set = set(tags)
@@ -114,24 +88,24 @@ def observe(
 
     image = _first(source_images, asked)
     if image is None:
-        return Observation(
-            None,
-            source_failure
-            or Failure("BatchGetImage", "ImageNotFound", "the source image was not returned", image_id=asked),
-            tag_digests=tag_digests,
-            tag_failures=tag_failures,
+        missing = source_failure or Failure(
+            "BatchGetImage", "ImageNotFound", "the source image was not returned", image_id=asked
         )
-    source = _as_source(ecr, source_at, spec.source_repository, image)
+        if missing.code == "ImageNotFound":
+            missing = _archived(ecr, source_at, spec.source_repository, asked) or missing
+        return Observation(None, missing, tag_digests=tag_digests, tag_failures=tag_failures)
+    source = _as_source(ecr, source_at, spec.source_repository, image, fresh)
     if isinstance(source, Failure):
         return Observation(None, source, tag_digests=tag_digests, tag_failures=tag_failures)
 
     children_present: dict[str, bool] = {}
     child_failures: tuple[Failure, ...] = ()
     if source.parsed.is_index:
-        source, children_present, child_failures = _read_children(ecr, spec, source_at, target_at, source)
+        source, children_present, child_failures = _read_children(ecr, spec, source_at, target_at, source, policy)
 
     digests = [blob.digest for blob, _ in source.blobs()]
-    layers = ecr.check_layers(target_at, spec.repository_name, digests) if digests else None
+    layers = ecr.check_layers(target_at, spec.repository_name, digests, policy) if digests else None
+    moving = [t for t in spec.tags if tag_digests.get(t) not in (None, source.digest)]
     return Observation(
         source,
         layers={info.digest: info for info in layers.layers} if layers else {},
@@ -140,15 +114,54 @@ def observe(
         child_failures=child_failures,
         tag_digests=tag_digests,
         tag_failures=tag_failures,
+        mutability=_mutability(ecr, target_at, spec.repository_name, policy)
+        if moving and spec.mode == "Enforce"
+        else None,
     )
 
 
+def _archived(ecr: EcrApi, where: Registry, repository: str, asked: ImageId) -> Failure | None:
+    """An image ECR does not serve may be archived (or being restored) rather than gone: ECR's pulls
+    answer as for a missing image, DescribeImages with imageStatus ANY tells which."""
+    state = ecr.image_status(where, repository, asked)
+    if state not in ("ARCHIVED", "ACTIVATING"):
+        return None
+    shown = f"{repository}@{asked.digest}" if asked.digest else f"{repository}:{asked.tag}"
+    if state == "ACTIVATING":
+        return Failure("DescribeImages", "ImageRestoring", f"{shown} is being restored from archive", image_id=asked)
+    restore = (
+        f"aws ecr update-image-storage-class --repository-name {repository} "
+        f"--image-id {'imageDigest=' + asked.digest if asked.digest else 'imageTag=' + str(asked.tag)} "
+        "--target-storage-class STANDARD"
+    )
+    return Failure(
+        "DescribeImages", "ImageArchived", f"{shown} is archived; restore it with: {restore}", image_id=asked
+    )
+
+
+def _mutability(ecr: EcrApi, where: Registry, repository: str, policy: ReadPolicy) -> Mutability | None:
+    """Which tags ECR refuses to move, read only when a tag is about to move: so that a tag ECR will
+    refuse is not put again at every check. Not known when IAM does not allow DescribeRepositories
+    (PutImage then tells)."""
+    try:
+        return ecr.describe_mutability(where, repository, policy)
+    except EcrCallError as exc:
+        if exc.failure.code == "AccessDeniedException":
+            return None
+        raise
+
+
 def _read_children(
-    ecr: EcrApi, spec: EcrImageTagSpec, source_at: Registry, target_at: Registry, source: SourceImage
+    ecr: EcrApi,
+    spec: EcrImageTagSpec,
+    source_at: Registry,
+    target_at: Registry,
+    source: SourceImage,
+    policy: ReadPolicy,
 ) -> tuple[SourceImage, dict[str, bool], tuple[Failure, ...]]:
     """Read an index's children by digest in one batched call, and whether the target has them."""
     ids = [ImageId(digest=c.digest) for c in source.parsed.children]
-    got = ecr.batch_get_image(source_at, spec.source_repository, ids)
+    got = ecr.batch_get_image(source_at, spec.source_repository, ids, policy)
     children: list[Manifest] = []
     failures = list(got.failures)
     for child in got.images:
@@ -159,7 +172,7 @@ def _read_children(
     if spec.same_repository:
         present = {c.digest for c in children}
     else:
-        in_target = ecr.batch_get_image(target_at, spec.repository_name, ids)
+        in_target = ecr.batch_get_image(target_at, spec.repository_name, ids, policy)
         present = {img.digest for img in in_target.images if img.digest}
     source = SourceImage(source.manifest, source.media_type, source.parsed, tuple(children))
     return source, {i.digest: i.digest in present for i in ids if i.digest}, tuple(failures)

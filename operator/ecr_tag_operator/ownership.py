@@ -1,8 +1,13 @@
-"""Tag claims: which EcrImageTag owns a (registry, region, repository, tag) when several want it.
+"""Tag claims: which EcrImageTag owns a (account, region, repository, tag) when several want it.
 
-The oldest claim wins (creationTimestamp, then namespace/name), so the outcome does not depend on
-which resource the operator happens to reconcile first. Claims that name the same source image do
-not conflict: they want the same thing. Pure functions; kopf's in-memory index holds the claims.
+Only claims that their namespace is granted now count (the adapters filter what ``lookup`` returns
+through the grants): a resource that may not write a tag cannot squat it. Between granted claims the
+oldest wins (creationTimestamp, then namespace/name), so the outcome does not depend on which resource
+the operator happens to reconcile first. Claims that name the same source image do not conflict:
+they want the same thing. Every claim is keyed by the *effective* account (the spec's registryId, or
+the operator's own when it names none), so one tag written two ways is one key.
+
+Pure functions; kopf's in-memory index holds the claims.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Any
 
 from .spec import EcrImageTagSpec, SpecError, parse_spec
 
-ClaimKey = tuple[str, str, str, str]  # (registry id or "", region, repository, tag)
+ClaimKey = tuple[str, str, str, str]  # (effective account, region, repository, tag)
+ANOTHER_NAMESPACE = "another namespace"  # what a tenant is told of an owner outside its namespace
 
 
 @dataclass(frozen=True, order=True)
@@ -21,22 +27,26 @@ class Claim:
     created: str
     namespace: str
     name: str
-    source: tuple[str, str, str, str, str]  # (registry, region, repository, tag, digest) of the source
+    source: tuple[str, str, str, str, str]  # (account, region, repository, tag, digest) of the source
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def shown_to(self, namespace: str) -> str:
+        """The owner as a tenant of ``namespace`` may see it: another namespace's names are not shown."""
+        return self.ref if self.namespace == namespace else ANOTHER_NAMESPACE
 
-def claim_keys(spec: EcrImageTagSpec, default_region: str) -> list[ClaimKey]:
+
+def claim_keys(spec: EcrImageTagSpec, default_region: str, own_account: str) -> list[ClaimKey]:
     region = spec.region or default_region
-    return [(spec.registry_id or "", region, spec.repository_name, tag) for tag in spec.tags]
+    return [(spec.registry_id or own_account, region, spec.repository_name, tag) for tag in spec.tags]
 
 
-def claim_of(meta: Mapping[str, Any], spec: EcrImageTagSpec, default_region: str) -> Claim:
+def claim_of(meta: Mapping[str, Any], spec: EcrImageTagSpec, default_region: str, own_account: str) -> Claim:
     region = spec.region or default_region
     source = (
-        spec.source_registry or "",
+        spec.source_registry or own_account,
         region,
         spec.source_repository,
         spec.source.tag or "",
@@ -45,7 +55,9 @@ def claim_of(meta: Mapping[str, Any], spec: EcrImageTagSpec, default_region: str
     return Claim(str(meta.get("creationTimestamp") or ""), str(meta.get("namespace")), str(meta.get("name")), source)
 
 
-def claims(meta: Mapping[str, Any], raw_spec: Mapping[str, Any], default_region: str) -> dict[ClaimKey, Claim]:
+def claims(
+    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], default_region: str, own_account: str
+) -> dict[ClaimKey, Claim]:
     """What one resource claims, for kopf's index. Invalid, Observe-mode and deleting resources claim
     nothing: they never write."""
     if meta.get("deletionTimestamp"):
@@ -56,21 +68,68 @@ def claims(meta: Mapping[str, Any], raw_spec: Mapping[str, Any], default_region:
         return {}
     if spec.mode == "Observe":
         return {}
-    me = claim_of(meta, spec, default_region)
-    return dict.fromkeys(claim_keys(spec, default_region), me)
+    me = claim_of(meta, spec, default_region, own_account)
+    return dict.fromkeys(claim_keys(spec, default_region, own_account), me)
+
+
+Lookup = Callable[[ClaimKey], Iterable[Claim]]
+
+
+def _others(key: ClaimKey, me: Claim, lookup: Lookup) -> list[Claim]:
+    return [c for c in lookup(key) if (c.namespace, c.name) != (me.namespace, me.name)]
 
 
 def contested(
-    spec: EcrImageTagSpec,
-    me: Claim,
-    lookup: Callable[[ClaimKey], Iterable[Claim]],
-    default_region: str,
+    spec: EcrImageTagSpec, me: Claim, lookup: Lookup, default_region: str, own_account: str
 ) -> dict[str, str]:
-    """Tags of ``spec`` that an older claim with another source owns: tag -> the owner's namespace/name."""
+    """Tags of ``spec`` that an older granted claim with another source owns: tag -> the owner, as
+    this resource's namespace may see it."""
     out: dict[str, str] = {}
-    for key in claim_keys(spec, default_region):
-        rivals = [c for c in lookup(key) if (c.namespace, c.name) != (me.namespace, me.name) and c.source != me.source]
+    for key in claim_keys(spec, default_region, own_account):
+        rivals = [c for c in _others(key, me, lookup) if c.source != me.source]
         winner = min([*rivals, me])
         if winner is not me:
-            out[key[3]] = winner.ref
+            out[key[3]] = winner.shown_to(me.namespace)
     return out
+
+
+def claimed_elsewhere(
+    spec: EcrImageTagSpec, tags: Iterable[str], me: Claim, lookup: Lookup, default_region: str, own_account: str
+) -> dict[str, str]:
+    """Tags that another live, granted resource claims, whatever its source: never deleted by this
+    one (tag -> the claimant, as this resource's namespace may see it)."""
+    region = spec.region or default_region
+    out: dict[str, str] = {}
+    for tag in tags:
+        others = _others((spec.registry_id or own_account, region, spec.repository_name, tag), me, lookup)
+        if others:
+            out[tag] = min(others).shown_to(me.namespace)
+    return out
+
+
+class Winners:
+    """Claims per key, each key's granted claims sorted once (O(claims) per drift tick), so that who
+    owns a tag is looked up, not recomputed for every resource that wants it."""
+
+    def __init__(self, index: Mapping[ClaimKey, Iterable[Claim]], granted: Callable[[ClaimKey, Claim], bool]) -> None:
+        self._index = index
+        self._granted = granted
+        self._sorted: dict[ClaimKey, list[Claim]] = {}
+
+    def _claims(self, key: ClaimKey) -> list[Claim]:
+        found = self._sorted.get(key)
+        if found is None:
+            found = self._sorted[key] = sorted(c for c in self._index.get(key, ()) if self._granted(key, c))
+        return found
+
+    def contested(self, spec: EcrImageTagSpec, me: Claim, default_region: str, own_account: str) -> dict[str, str]:
+        """As :func:`contested`, from the sorted claims: the first rival older than ``me`` owns a tag."""
+        out: dict[str, str] = {}
+        for key in claim_keys(spec, default_region, own_account):
+            for claim in self._claims(key):
+                if not claim < me:
+                    break
+                if (claim.namespace, claim.name) != (me.namespace, me.name) and claim.source != me.source:
+                    out[key[3]] = claim.shown_to(me.namespace)
+                    break
+        return out

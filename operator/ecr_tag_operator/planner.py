@@ -7,86 +7,10 @@ and the write outcomes into conditions, per-tag states and failures. Both are ta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
-from .ecr import Failure, PutOutcome
-from .observe import Observation
+from .model import Assessment, Condition, Failure, Observation, Outcomes, Plan, TagState
+from .reasons import Reason, reason_for
 from .spec import EcrImageTagSpec
-
-ConditionStatus = Literal["True", "False", "Unknown"]
-
-# Reasons that clear by themselves: Argo CD's health check shows these as Progressing, not Degraded.
-TRANSIENT_REASONS = frozenset(
-    {
-        "Throttling",
-        "ServerError",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "RequestTimeout",
-        "TooManyRequests",
-        "RequestLimitExceeded",
-        "EndpointConnectionError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "Reconciling",
-    }
-)
-
-
-def reason_for(code: str) -> str:
-    """A condition reason from ECR's code: one CamelCase word, ECR's name without 'Exception'."""
-    if code == "ServerException":
-        return "ServerError"
-    if code.endswith("Exception") and len(code) > len("Exception"):
-        return code[: -len("Exception")]
-    return code
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class TagState:
-    tag: str
-    digest: str | None
-    in_sync: bool
-    reason: str | None = None
-    owner: str | None = None  # namespace/name of the resource that owns the tag, when another does
-    message: str | None = None  # ECR's words, when ECR refused the tag
-
-
-@dataclass(frozen=True)
-class Plan:
-    puts: tuple[str, ...] = ()
-    deletes: tuple[str, ...] = ()
-    blocked: Condition | None = None  # why nothing may be written (layers or children missing)
-
-
-@dataclass(frozen=True)
-class Assessment:
-    conditions: tuple[Condition, ...]
-    tags: tuple[TagState, ...] = ()
-    failures: tuple[Failure, ...] = ()
-    moved: tuple[tuple[str, str | None, str], ...] = ()  # (tag, old digest, new digest) for each PutImage
-    deleted: tuple[str, ...] = ()
-
-    @property
-    def ready(self) -> Condition:
-        return next(c for c in self.conditions if c.type == "Ready")
-
-
-@dataclass(frozen=True)
-class Outcomes:
-    puts: tuple[PutOutcome, ...] = ()
-    delete_failures: tuple[Failure, ...] = ()
-    deleted: tuple[str, ...] = ()
-    interrupted: Failure | None = None  # a transient failure stopped the writes part-way
 
 
 def _short(digest: str | None) -> str:
@@ -101,13 +25,13 @@ def _listing(items: Sequence[str], limit: int = 3) -> str:
 def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
     src = obs.source
     if src is None:
-        return Condition("LayersAvailable", "Unknown", "SourceNotResolved", "the source image was not read")
+        return Condition("LayersAvailable", "Unknown", Reason.SOURCE_NOT_RESOLVED, "the source image was not read")
     missing_children = [d for d, present in obs.children_present.items() if not present]
     if missing_children:
         return Condition(
             "LayersAvailable",
             "False",
-            "ReferencedImagesNotFound",
+            Reason.REFERENCED_IMAGES_NOT_FOUND,
             f"{len(missing_children)} of {len(obs.children_present)} child manifests are not in "
             f"{spec.repository_name}: {_listing(missing_children)}",
         )
@@ -117,17 +41,23 @@ def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
         return Condition(
             "LayersAvailable",
             "False",
-            "LayersNotFound",
+            Reason.LAYERS_NOT_FOUND,
             f"{len(missing)} of {len(blobs)} blobs are not in {spec.repository_name}: {_listing(missing)}",
         )
-    for state, reason in (("UNAVAILABLE", "LayersUnavailable"), ("ARCHIVED", "LayersArchived")):
+    for state, reason in (("UNAVAILABLE", Reason.LAYERS_UNAVAILABLE), ("ARCHIVED", Reason.LAYERS_ARCHIVED)):
         hit = [d for d in blobs if obs.layers[d].availability == state]
         if hit:
+            hint = (
+                "; only archived images hold them there: restore one (aws ecr update-image-storage-class "
+                "--target-storage-class STANDARD), or push the image into the repository again"
+                if state == "ARCHIVED"
+                else ""
+            )
             return Condition(
                 "LayersAvailable",
                 "False",
                 reason,
-                f"{len(hit)} of {len(blobs)} blobs are {state} in {spec.repository_name}: {_listing(hit)}",
+                f"{len(hit)} of {len(blobs)} blobs are {state} in {spec.repository_name}: {_listing(hit)}{hint}",
             )
     if obs.child_failures:
         first = obs.child_failures[0]
@@ -135,7 +65,7 @@ def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
     return Condition(
         "LayersAvailable",
         "True",
-        "LayersAvailable",
+        Reason.LAYERS_AVAILABLE,
         f"all {len(blobs)} blobs are AVAILABLE in {spec.repository_name}",
     )
 
@@ -146,11 +76,14 @@ def plan(
     previous_tags: Sequence[str] = (),
     previous_digest: str | None = None,
     contested: Mapping[str, str] | None = None,
+    undeletable: Mapping[str, str] | None = None,
 ) -> Plan:
     """Which tags to put and delete. ``previous_tags`` are the tags the last status listed: those no
     longer in spec are released, and deleted under deletionPolicy Delete if they still point at our
-    image. ``contested`` maps tags another resource owns to that owner: never written here."""
+    image and are not ``undeletable`` (not granted to this namespace now, or claimed by another live
+    resource). ``contested`` maps tags another resource owns to that owner: never written here."""
     contested = contested or {}
+    undeletable = undeletable or {}
     src = obs.source
     if spec.mode == "Observe" or src is None:
         return Plan()
@@ -158,13 +91,27 @@ def plan(
     deletes: tuple[str, ...] = ()
     if spec.deletion_policy == "Delete":
         deletes = tuple(
-            t for t in previous_tags if t not in spec.tags and t not in contested and obs.tag_digests.get(t) in ours
+            t for t in previous_tags if t not in spec.tags and t not in undeletable and obs.tag_digests.get(t) in ours
         )
     layers = layers_condition(spec, obs)
     if layers.status != "True":
         return Plan(deletes=deletes, blocked=layers)
-    puts = tuple(t for t in spec.tags if t not in contested and obs.tag_digests.get(t) != src.digest)
+    puts = tuple(
+        t
+        for t in spec.tags
+        if t not in contested and obs.tag_digests.get(t) != src.digest and not held_by_mutability(obs, t)
+    )
     return Plan(puts=puts, deletes=deletes)
+
+
+def held_by_mutability(obs: Observation, tag: str) -> bool:
+    """The tag exists at another image and the repository's mutability says ECR would refuse to move
+    it: not written (ECR's answer would be ImageTagAlreadyExists at every check)."""
+    return (
+        obs.mutability is not None
+        and obs.mutability.immutable(tag)
+        and obs.tag_digests.get(tag) not in (None, obs.source.digest if obs.source else None)
+    )
 
 
 def assess(
@@ -181,11 +128,11 @@ def assess(
         failures.insert(0, obs.source_failure)
 
     if src is None:
-        f = obs.source_failure or Failure("BatchGetImage", "ImageNotFound", "the source image was not read")
+        f = obs.source_failure or Failure("BatchGetImage", Reason.IMAGE_NOT_FOUND, "the source image was not read")
         source_cond = Condition("SourceResolved", "False", reason_for(f.code), f.message or f.code)
     else:
         kind = f"index of {len(src.parsed.children)} manifests" if src.parsed.is_index else "image"
-        source_cond = Condition("SourceResolved", "True", "Resolved", f"{kind} {src.digest}")
+        source_cond = Condition("SourceResolved", "True", Reason.RESOLVED, f"{kind} {src.digest}")
     layers_cond = layers_condition(spec, obs)
 
     put_by_tag = {o.tag: o for o in outcomes.puts}
@@ -209,17 +156,20 @@ def assess(
         in_sync = src is not None and now == src.digest
         if not in_sync and reason is None:
             if tag in contested:
-                reason = "TagConflict"
+                reason = Reason.TAG_CONFLICT
+            elif spec.mode == "Enforce" and held_by_mutability(obs, tag) and obs.mutability is not None:
+                reason = Reason.IMAGE_TAG_ALREADY_EXISTS
+                message = f"the repository's tag mutability is {obs.mutability.describe()}: {tag} stays at {now}"
             elif src is None:
-                reason = "SourceNotResolved"
+                reason = Reason.SOURCE_NOT_RESOLVED
             elif spec.mode == "Observe":
-                reason = "Drifted"
+                reason = Reason.DRIFTED
             elif the_plan.blocked is not None:
                 reason = the_plan.blocked.reason
             elif outcomes.interrupted is not None:
                 reason = reason_for(outcomes.interrupted.code)
             else:
-                reason = "NotInSync"
+                reason = Reason.NOT_IN_SYNC
         states.append(TagState(tag, now, in_sync, reason, contested.get(tag), message))
     failures.extend(outcomes.delete_failures)
     if outcomes.interrupted is not None:
@@ -238,13 +188,13 @@ def assess(
 
 def _tags_condition(spec: EcrImageTagSpec, digest: str | None, states: Sequence[TagState]) -> Condition:
     if digest is None:
-        return Condition("TagsInSync", "Unknown", "SourceNotResolved", "the source image was not read")
+        return Condition("TagsInSync", "Unknown", Reason.SOURCE_NOT_RESOLVED, "the source image was not read")
     behind = [s for s in states if not s.in_sync]
     if not behind:
-        return Condition("TagsInSync", "True", "InSync", f"{len(states)} of {len(states)} tags point at {digest}")
+        return Condition("TagsInSync", "True", Reason.IN_SYNC, f"{len(states)} of {len(states)} tags point at {digest}")
     # The most telling reason: a failure ECR named beats drift, drift beats "not yet".
-    reasons = [s.reason or "NotInSync" for s in behind]
-    reason = next((r for r in reasons if r not in ("Drifted", "NotInSync")), reasons[0])
+    reasons = [s.reason or Reason.NOT_IN_SYNC for s in behind]
+    reason = next((r for r in reasons if r not in (Reason.DRIFTED, Reason.NOT_IN_SYNC)), reasons[0])
     detail = _listing(
         [f"{s.tag} (owned by {s.owner})" if s.owner else f"{s.tag} ({_short(s.digest)}: {s.reason})" for s in behind]
     )
@@ -277,8 +227,8 @@ def _ready(
         if cond.status != "True":
             return Condition("Ready", "False", cond.reason, cond.message)
     if spec.mode == "Observe":
-        return Condition("Ready", "True", "InSync", f"observed: {tags.message}")
-    return Condition("Ready", "True", "InSync", tags.message)
+        return Condition("Ready", "True", Reason.IN_SYNC, f"observed: {tags.message}")
+    return Condition("Ready", "True", Reason.IN_SYNC, tags.message)
 
 
 def assess_call_failure(spec: EcrImageTagSpec, failure: Failure) -> Assessment:
@@ -299,10 +249,19 @@ def assess_call_failure(spec: EcrImageTagSpec, failure: Failure) -> Assessment:
     )
 
 
-def assess_refusal(reason: str, message: str, spec: EcrImageTagSpec | None = None) -> Assessment:
-    """The operator will not act (an invalid spec, a namespace not allowed the repository)."""
-    tags = tuple(TagState(tag, None, False, reason) for tag in spec.tags) if spec else ()
-    return Assessment((Condition("Ready", "False", reason, message),), tags=tags)
+def assess_refusal(reason: str, message: str, tags: Sequence[str] = ()) -> Assessment:
+    """The operator will not act (an invalid spec, a namespace not granted the repository): nothing
+    was read, so no condition may stay True and no tag is known to be in sync."""
+    unknown = f"not checked: {message}"
+    return Assessment(
+        (
+            Condition("Ready", "False", reason, message),
+            Condition("SourceResolved", "Unknown", reason, unknown),
+            Condition("LayersAvailable", "Unknown", reason, unknown),
+            Condition("TagsInSync", "Unknown", reason, unknown),
+        ),
+        tags=tuple(TagState(tag, None, False, reason) for tag in tags),
+    )
 
 
 def plan_deletion(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextvars
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batching import SharedReads
-from .ecr import Boto3Ecr, EcrApi
+from .ecr import Boto3Ecr
+from .ports import EcrApi
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import kopf
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -23,20 +29,22 @@ class Runtime:
     settings: Settings
     ecr: EcrApi
     clock: Callable[[], datetime] = utcnow
-    # What kopf hands its handlers that the drift scheduler, outside kopf's handlers, needs too: the
-    # credentials kopf logged in with, and a handler's context (kopf.info posts events through it).
-    credentials: Any = None
-    kopf_context: contextvars.Context | None = None
+    # The credentials kopf logged in with: the drift scheduler's own API session follows them.
+    credentials: kopf.ConnectionInfo | None = None
+    # The operator's own account: grants and claims that name no registryId mean this one.
+    own_account: str = ""
+    # Set once kopf calls a handler: its indexes are complete from then on.
+    handling: threading.Event = field(default_factory=threading.Event)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        return cls(settings=settings, ecr=SharedReads(Boto3Ecr(settings)))
-
-    def adopt_kopf_context(self) -> None:
-        if self.kopf_context is None:
-            self.kopf_context = contextvars.copy_context()
+        ecr = Boto3Ecr(settings)
+        account = settings.account_id or ecr.caller_account()
+        if account is None:
+            log.warning("the operator's own account is unknown (STS GetCallerIdentity failed): set account_id")
+        return cls(settings=settings, ecr=SharedReads(ecr), own_account=account or "")
 
     def lock_for(self, uid: str) -> threading.Lock:
         """One lock per resource, so a drift check never races a spec change of the same resource."""

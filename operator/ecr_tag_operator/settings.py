@@ -105,14 +105,13 @@ class Settings(BaseSettings):
     api_request_timeout: float = Field(
         default=15.0, gt=0, description="Seconds for one Kubernetes API request (kopf retries on a new connection)."
     )
-    allowed_repositories: str = Field(
-        default="*",
-        description="Comma-separated globs of repositories any namespace may use, unless the namespace's "
-        "ecrtag.dev/allowed-repositories annotation says otherwise; '' allows nothing by default.",
+    account_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{12}$",
+        description="The operator's own account, for grants that name none; default: STS GetCallerIdentity.",
     )
-    allowed_role_arns: str = Field(
-        default="",
-        description="Comma-separated globs of IAM role ARNs a namespace's ecrtag.dev/assume-role-arn may name.",
+    max_clients: int = Field(
+        default=64, ge=1, le=4096, description="AWS clients kept at most (one per region, role and namespace)."
     )
     finalizer: str = "ecrtag.dev/finalizer"
     annotation_prefix: str = "ecrtag.dev"

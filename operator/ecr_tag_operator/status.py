@@ -1,23 +1,52 @@
 """The status body: conditions with stable lastTransitionTime, lists capped, ECR's words trimmed.
 
-Everything here is pure; the handler writes the result as a merge patch, which replaces lists whole,
-so every list is written complete.
+Everything here is pure; the adapters write the result as a merge patch, which replaces lists whole,
+so every list is written complete, and a key that is no longer known is written as null (removed).
+Reading a previous status goes through the helpers here too, so it is parsed in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from .ecr import Failure
 from .manifests import Platform
-from .observe import Observation
-from .planner import Assessment, Condition
+from .model import Assessment, Condition, Failure, Observation
 
 # Credentials never belong in status; AWS messages sometimes quote request parameters, so drop any
 # token-looking words before they are written anywhere a user can read.
 _SECRET_HINTS = ("AKIA", "ASIA", "X-Amz-Security-Token", "X-Amz-Credential", "aws_secret")
+
+
+def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Ready condition of a status, or an empty mapping."""
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return cond
+    return {}
+
+
+def ready_reason(status: Mapping[str, Any]) -> str | None:
+    reason = ready_condition(status).get("reason")
+    return str(reason) if reason else None
+
+
+def previous_tags(status: Mapping[str, Any]) -> list[str]:
+    """The tags the last status listed (a tag dropped from spec since is released)."""
+    return [str(t["tag"]) for t in status.get("tags") or [] if isinstance(t, Mapping) and "tag" in t]
+
+
+def previous_digest(status: Mapping[str, Any]) -> str | None:
+    """The source digest the last status named: the image this resource last put its tags on."""
+    image = status.get("image") or {}
+    digest = image.get("digest") if isinstance(image, Mapping) else None
+    return str(digest) if digest else None
+
+
+def owned_elsewhere(status: Mapping[str, Any]) -> frozenset[str]:
+    """Tags the last status named another owner for."""
+    return frozenset(str(t.get("tag")) for t in status.get("tags") or [] if isinstance(t, Mapping) and t.get("owner"))
 
 
 def timestamp(now: datetime) -> str:
@@ -83,17 +112,29 @@ def render(
     max_layers: int,
     max_failures: int,
     message_limit: int,
+    sync: Literal["now", "keep", "clear"] = "now",
 ) -> dict[str, Any]:
-    """The status merge patch for one reconcile."""
+    """The whole status, as a merge patch, for every outcome (refusals and failed calls included).
+
+    ``sync`` says what becomes of lastSyncTime: ``now`` after ECR was read and acted on, ``keep`` after
+    a transient failure (retried soon; not a sync), ``clear`` when the operator refused to act."""
     body: dict[str, Any] = {
         "observedGeneration": generation,
-        "lastSyncTime": timestamp(now),
         "conditions": merge_conditions(
             previous.get("conditions") or [], assessment.conditions, now, generation, message_limit
         ),
         "failures": [failure_entry(f, message_limit) for f in assessment.failures[:max_failures]],
         "failuresTruncated": len(assessment.failures) > max_failures,
+        # What is not known now is removed, not left as it was: a stale image or layer list would lie.
+        "image": None,
+        "layers": None,
+        "layersTruncated": None,
+        "layerSummary": None,
     }
+    if sync == "now":
+        body["lastSyncTime"] = timestamp(now)
+    elif sync == "clear":
+        body["lastSyncTime"] = None
     if assessment.tags:
         body["tags"] = [
             {"tag": t.tag, "inSync": t.in_sync}

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_tag_operator.ecr import TRANSIENT_CODES
-from ecr_tag_operator.planner import TRANSIENT_REASONS, reason_for
+from ecr_tag_operator.reasons import TRANSIENT as TRANSIENT_REASONS
 from ecr_tag_operator.spec import SpecError, parse_spec
 
 from .support import CHECK_DIR, EXAMPLES, HEALTH_KEY, HEALTH_LUA, REPO, crd_schema, load_one, schema_problems
@@ -215,7 +214,7 @@ def _with_ready(status: str, reason: str, message: str = "said the operator") ->
     return obj
 
 
-TRANSIENT = sorted(TRANSIENT_REASONS | {reason_for(code) for code in TRANSIENT_CODES} | {"NotInSync"})
+TRANSIENT = sorted(TRANSIENT_REASONS)
 
 
 @pytest.mark.parametrize("reason", TRANSIENT)
@@ -316,8 +315,8 @@ def test_the_shipped_copies_are_the_script_byte_for_byte() -> None:
 
 
 def test_the_transient_list_names_the_operators_reasons() -> None:
-    # If planner.TRANSIENT_REASONS grows, the script must learn the new reason too.
+    # If reasons.TRANSIENT grows, the script must learn the new reason too.
     script = HEALTH_LUA.read_text(encoding="utf-8")
     table = re.search(r"local TRANSIENT = \{(.*?)\n\}", script, flags=re.DOTALL)
     assert table is not None
-    assert set(re.findall(r"(\w+) = true", table.group(1))) == TRANSIENT_REASONS | {"NotInSync"}
+    assert set(re.findall(r"(\w+) = true", table.group(1))) == TRANSIENT_REASONS

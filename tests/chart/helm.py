@@ -18,6 +18,8 @@ from ecr_tag_localenv.control_plane import repo_root
 CHART = repo_root() / "charts" / "ecr-tag-operator"
 SOURCE_CRD = repo_root() / "crds" / "ecrimagetags.ecrtag.dev.yaml"
 CHART_CRD_COPY = CHART / "files" / "crd.yaml"
+SOURCE_POLICY_CRD = repo_root() / "crds" / "ecrtagpolicies.ecrtag.dev.yaml"
+CHART_POLICY_CRD_COPY = CHART / "files" / "crd-ecrtagpolicies.yaml"
 SOURCE_HEALTH_CHECK = repo_root() / "argocd" / "ecrtag.dev" / "EcrImageTag" / "health.lua"
 CHART_HEALTH_CHECK_COPY = CHART / "files" / "argocd-health.lua"
 HEALTH_CHECK_KEY = "resource.customizations.health.ecrtag.dev_EcrImageTag"

@@ -26,6 +26,7 @@ from tests.chart.helm import (
     HEALTH_CHECK_KEY,
     SOURCE_CRD,
     SOURCE_HEALTH_CHECK,
+    SOURCE_POLICY_CRD,
     VALUES_EVERYTHING,
     Helm,
     load_yaml,
@@ -35,6 +36,7 @@ from tests.chart.helm import (
 pytestmark = pytest.mark.e2e
 
 CRD_NAME = "ecrimagetags.ecrtag.dev"
+POLICY_CRD_NAME = "ecrtagpolicies.ecrtag.dev"
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -160,22 +162,24 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
     objs = release.install()
     kinds = sorted(str(o["kind"]) for o in objs)
     assert kinds == [
-        "ClusterRole",
-        "ClusterRole",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "ClusterRoleBinding",
-        "ClusterRoleBinding",
+        *["ClusterRole"] * 4,
+        *["ClusterRoleBinding"] * 4,
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
         "ServiceAccount",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ]
     _assert_all_exist(control_plane, objs)
-    crd = json.loads(control_plane.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert crd["spec"]["versions"][0]["schema"] == load_yaml(SOURCE_CRD)["spec"]["versions"][0]["schema"]
+    for name, source in ((CRD_NAME, SOURCE_CRD), (POLICY_CRD_NAME, SOURCE_POLICY_CRD)):
+        crd = json.loads(control_plane.kubectl("get", "crd", name, "-o", "json").stdout)
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["spec"]["versions"][0]["schema"] == load_yaml(source)["spec"]["versions"][0]["schema"]
+    # Fail closed: the default install creates no EcrTagPolicy.
+    assert json.loads(control_plane.kubectl("get", "ecrtagpolicies", "-o", "json").stdout)["items"] == []
 
     elsewhere = extra_namespaces[0]
     # What the operator does, in any namespace (the first check waits for RBAC to propagate).
@@ -188,6 +192,13 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
     assert release.can_i("patch", "ecrimagetags.ecrtag.dev", "-n", elsewhere)
     assert release.can_i("create", "events", "-n", elsewhere)
     assert release.can_i("watch", "customresourcedefinitions.apiextensions.k8s.io")
+    # EcrTagPolicies: read, and their status written; nothing else.
+    for verb in ("get", "list", "watch"):
+        assert release.can_i(verb, "ecrtagpolicies.ecrtag.dev"), verb
+    assert release.can_i("patch", "ecrtagpolicies.ecrtag.dev", "--subresource=status")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not release.can_i(verb, "ecrtagpolicies.ecrtag.dev"), verb
+    assert not release.can_i("update", "ecrtagpolicies.ecrtag.dev", "--subresource=status")
     # What it must not do.
     assert not release.can_i("get", "secrets", "-n", release.namespace)
     assert not release.can_i("list", "secrets", "--all-namespaces")
@@ -352,6 +363,140 @@ def test_rendered_crd_is_accepted_by_the_api_server(helm: Helm, control_plane: K
     rendered = helm.run(*helm.template_args("--show-only", "templates/crd.yaml")).stdout
     result = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
     assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}" in result.stdout
+    assert f"customresourcedefinition.apiextensions.k8s.io/{POLICY_CRD_NAME}" in result.stdout
+
+
+def _policy(name: str, spec: dict[str, object]) -> str:
+    return json.dumps(
+        {"apiVersion": "ecrtag.dev/v1alpha1", "kind": "EcrTagPolicy", "metadata": {"name": name}, "spec": spec}
+    )
+
+
+READ_A = {"read": [{"repositories": ["a"]}]}
+BAD_POLICIES = [
+    ({"registries": [READ_A]}, "spec needs namespaceSelector, namespaces, or both"),
+    ({"namespaces": ["a"], "registries": [{}]}, "spec.registries[0]: Invalid value: a registry needs at least one"),
+    (
+        {"namespaces": ["a"], "registries": []},
+        "spec.registries: Invalid value: 0: spec.registries in body should have at least 1 items",
+    ),
+    (
+        {"namespaces": ["a"], "registries": [{"write": [{"repositories": ["team-a**"]}]}]},
+        'repositories[0]: Invalid value: "team-a**"',
+    ),
+    (
+        {"namespaces": ["a"], "registries": [{"write": [{"repositories": ["a//b"]}]}]},
+        'repositories[0]: Invalid value: "a//b"',
+    ),
+    (
+        {"namespaces": ["a"], "registries": [{"write": [{"repositories": ["a"], "tags": ["x/y"]}]}]},
+        'tags[0]: Invalid value: "x/y"',
+    ),
+    ({"namespaces": ["a"], "registries": [{**READ_A, "regions": ["eu-west"]}]}, 'regions[0]: Invalid value: "eu-west"'),
+    ({"namespaces": ["a"], "registries": [{**READ_A, "registryId": "1234"}]}, 'registryId: Invalid value: "1234"'),
+    (
+        {"namespaces": ["a"], "registries": [{**READ_A, "roleArn": "arn:aws:iam::111122223333:role/ecr-*"}]},
+        'roleArn: Invalid value: "arn:aws:iam::111122223333:role/ecr-*"',
+    ),
+    (
+        {"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}, "registries": [READ_A]},
+        "In and NotIn need at least one value; Exists and DoesNotExist take none",
+    ),
+    ({"namespaces": ["a", "a"], "registries": [READ_A]}, 'spec.namespaces[1]: Duplicate value: "a"'),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD_POLICIES, ids=[m[:50] for _, m in BAD_POLICIES])
+def test_policy_crd_refuses_bad_policies(control_plane: KubeCluster, spec: dict[str, object], message: str) -> None:
+    result = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=_policy("bad", spec), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_policy_crd_keeps_misspelt_fields_for_the_operator_to_refuse(control_plane: KubeCluster) -> None:
+    # Pruned, "matchLabel" would leave namespaceSelector {} (every namespace): kept, the operator's
+    # parser refuses the policy (tests/unit/test_grants.py), and it grants nothing.
+    spec = {"namespaceSelector": {"matchLabel": {"team": "a"}}, "registries": [{**READ_A, "registryID": "1"}]}
+    out = control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=_policy("typo", spec))
+    assert json.loads(out.stdout)["spec"] == spec
+
+
+def test_allow_all_install_creates_one_policy_and_uninstall_removes_it(
+    release: Release, control_plane: KubeCluster
+) -> None:
+    objs = release.install("--set", "crds.install=false", "--set", "allowAll=true")
+    (policy,) = [o for o in objs if o["kind"] == "EcrTagPolicy"]
+    name = f"{release.fullname}-allow-all"
+    stored = json.loads(control_plane.kubectl("get", "ecrtagpolicy", name, "-o", "json").stdout)
+    assert (
+        stored["spec"]
+        == policy["spec"]
+        == {
+            "namespaceSelector": {},
+            "registries": [{"write": [{"repositories": ["**"]}]}],
+        }
+    )
+    assert "allowAll is on" in release.notes()
+    printed = control_plane.kubectl("get", "ecrtagpolicies", name).stdout.split("\n")[0].split()
+    assert printed == ["NAME", "READY", "NAMESPACES", "AGE"]
+    release.uninstall()
+    gone = control_plane.kubectl("get", "ecrtagpolicy", name, check=False)
+    assert "NotFound" in gone.stderr
+
+
+def test_policy_guard_lets_only_admins_change_policies(
+    release: Release, control_plane: KubeCluster, tmp_path: Path
+) -> None:
+    release.install("--set", "crds.install=false", "--set-json", 'policyGuard.adminGroups=["system:masters"]')
+    user = f"mallory-{uuid.uuid4().hex[:6]}"
+    grant = f"eto-test-{user}"
+    # RBAC alone would let this user manage policies: only the guard stops it.
+    control_plane.kubectl(
+        "create", "clusterrole", grant, "--verb=create,update,patch,delete,get", "--resource=ecrtagpolicies.ecrtag.dev"
+    )
+    control_plane.kubectl("create", "clusterrolebinding", grant, f"--clusterrole={grant}", f"--user={user}")
+    name = f"guarded-{uuid.uuid4().hex[:6]}"
+    spec = {"namespaces": ["team-a"], "registries": [{"write": [{"repositories": ["team-a/*"]}]}]}
+    try:
+
+        def attempt() -> subprocess.CompletedProcess[str]:
+            return control_plane.kubectl(
+                "create", "--dry-run=server", f"--as={user}", "-f", "-", input=_policy(name, spec), check=False
+            )
+
+        assert _eventually(lambda: "may create, change or delete EcrTagPolicies" in attempt().stderr), attempt().stderr
+        refused = attempt().stderr
+        assert f"only members of system:masters may create, change or delete EcrTagPolicies, not {user}" in refused
+        # An admin may; then the user may neither change nor delete it.
+        control_plane.kubectl("create", "-f", "-", input=_policy(name, spec))
+        patch = control_plane.kubectl(
+            "patch",
+            "ecrtagpolicy",
+            name,
+            f"--as={user}",
+            "--type=merge",
+            "-p",
+            '{"spec":{"namespaces":["team-b"]}}',
+            check=False,
+        )
+        assert "may create, change or delete EcrTagPolicies" in patch.stderr
+        delete = control_plane.kubectl("delete", "ecrtagpolicy", name, f"--as={user}", check=False)
+        assert "may create, change or delete EcrTagPolicies" in delete.stderr
+        # The operator's status patches are not matched (a subresource), with its own token.
+        sa = ServiceAccountClient(
+            control_plane.service_account_kubeconfig(release.fullname, release.namespace, tmp_path / "sa.kubeconfig")
+        )
+        path = f"/apis/ecrtag.dev/v1alpha1/ecrtagpolicies/{name}"
+        assert sa.patch(f"{path}/status", {"status": {"observedGeneration": 1}})[0] == 200
+        code, _ = sa.patch(path, {"spec": {"namespaces": ["team-b"]}})
+        assert code == 403  # RBAC: the operator never writes a policy's spec
+        stored = json.loads(control_plane.kubectl("get", "ecrtagpolicy", name, "-o", "json").stdout)
+        assert stored["spec"]["namespaces"] == ["team-a"]
+        assert stored["status"]["observedGeneration"] == 1
+    finally:
+        control_plane.kubectl("delete", "ecrtagpolicy", name, "--ignore-not-found", check=False)
+        control_plane.kubectl("delete", "clusterrolebinding", grant, "--ignore-not-found", check=False)
+        control_plane.kubectl("delete", "clusterrole", grant, "--ignore-not-found", check=False)
 
 
 @pytest.mark.parametrize("values", [(), ("-f", str(VALUES_EVERYTHING))], ids=["defaults", "everything"])

@@ -92,7 +92,9 @@ def test_operator_works_with_the_chart_rbac_alone(
         ecr_seed.push(ecr, repo, "build-1", "docker", seed=repo)
     # The multi-tenant set-up values.yaml recommends: nothing by default, repositories per namespace.
     cluster.kubectl("annotate", "namespace", team_a, "ecrtag.dev/allowed-repositories=team-a/*")
-    values = ["--set-json", "authorization.allowedRepositories=[]"]
+    # The chart no longer has authorization values; until the operator reads EcrTagPolicies, the
+    # old setting reaches it through extraEnv. (With policies: an EcrTagPolicy for team_a instead.)
+    values = ["--set-json", 'extraEnv=[{"name":"ECR_TAG_OPERATOR_ALLOWED_REPOSITORIES","value":""}]']
     if watch_namespaces:
         values += ["--set", f"watchNamespaces={{{team_a},{team_b}}}"]
     release = _unique("eto")

@@ -1,22 +1,25 @@
-"""The Helm chart, rendered with `helm template`: lint, schema, CRD, pod security, RBAC, Argo CD health check."""
+"""The Helm chart, rendered with `helm template`: lint, schema, CRDs, pod security, RBAC, policies and their
+guard, Argo CD health check."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecr_tag_operator.authz import parse_patterns
-from ecr_tag_operator.settings import Settings
+from ecr_tag_operator.grants import NamespaceGrants, parse_policy
 from tests.chart.helm import (
     CHART,
     CHART_CRD_COPY,
     CHART_HEALTH_CHECK_COPY,
+    CHART_POLICY_CRD_COPY,
     HEALTH_CHECK_KEY,
     SOURCE_CRD,
     SOURCE_HEALTH_CHECK,
+    SOURCE_POLICY_CRD,
     VALUES,
     VALUES_EVERYTHING,
     Helm,
@@ -45,8 +48,12 @@ CRD_WATCH_RULES = [
 NAMESPACES_RULES = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
-ALLOWED_REPOSITORIES = "ECR_TAG_OPERATOR_ALLOWED_REPOSITORIES"
-ALLOWED_ROLE_ARNS = "ECR_TAG_OPERATOR_ALLOWED_ROLE_ARNS"
+POLICIES_RULES = [
+    {"apiGroups": ["ecrtag.dev"], "resources": ["ecrtagpolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["ecrtag.dev"], "resources": ["ecrtagpolicies/status"], "verbs": ["patch"]},
+]
+CRD_NAMES = ("ecrimagetags.ecrtag.dev", "ecrtagpolicies.ecrtag.dev")
+SOURCES = {"ecrimagetags.ecrtag.dev": SOURCE_CRD, "ecrtagpolicies.ecrtag.dev": SOURCE_POLICY_CRD}
 
 
 def _env(objs: list[Obj]) -> dict[str, Any]:
@@ -76,15 +83,22 @@ def test_defaults_render_the_cluster_wide_operator(helm: Helm) -> None:
         ("ClusterRole", "rel-ecr-tag-operator"),
         ("ClusterRole", "rel-ecr-tag-operator-crd-watch"),
         ("ClusterRole", "rel-ecr-tag-operator-namespaces"),
+        ("ClusterRole", "rel-ecr-tag-operator-policies"),
         ("ClusterRoleBinding", "rel-ecr-tag-operator"),
         ("ClusterRoleBinding", "rel-ecr-tag-operator-crd-watch"),
         ("ClusterRoleBinding", "rel-ecr-tag-operator-namespaces"),
+        ("ClusterRoleBinding", "rel-ecr-tag-operator-policies"),
         ("CustomResourceDefinition", "ecrimagetags.ecrtag.dev"),
+        ("CustomResourceDefinition", "ecrtagpolicies.ecrtag.dev"),
         ("Deployment", "rel-ecr-tag-operator"),
         ("ServiceAccount", "rel-ecr-tag-operator"),
+        ("ValidatingAdmissionPolicy", "rel-ecr-tag-operator-policy-guard"),
         ("ValidatingAdmissionPolicy", "rel-ecr-tag-operator-spec-write-guard"),
+        ("ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-policy-guard"),
         ("ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-spec-write-guard"),
     ]
+    # Fail closed: the default render grants nothing (no EcrTagPolicy, no allow-all).
+    assert of_kind(objs, "EcrTagPolicy") == []
     for obj in objs:
         if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"} and not obj[
             "kind"
@@ -98,6 +112,7 @@ KEPT_AT_DEFAULT = {
     "metrics.enabled": "metrics.port and metrics.service need it",  # test_metrics_off_turns_the_endpoint_off
     "serviceAccount.create": "serviceAccount.annotations need it",  # test_existing_service_account
     "crds.install": "crds.keep needs it",  # test_crd_install_off_renders_no_crd
+    "policyGuard.enabled": "policyGuard.adminGroups and adminUsers need it",  # test_policy_guard_can_be_turned_off
 }
 
 
@@ -180,18 +195,59 @@ REFUSALS = [
     (("--set-json", 'extraEnv=[{"name":"A","bogus":1}]'), "at '/extraEnv/0': additional properties 'bogus'"),
     (("--set-json", 'affinity={"nodeAffinity":{"x":1}}'), "at '/affinity/nodeAffinity': additional properties"),
     (("--set-json", 'resources={"requests":{"cpu":"lots"}}'), "at '/resources/requests/cpu'"),
-    # One pattern per item: a comma would split it in two once joined into the environment variable.
-    (("--set-json", 'authorization.allowedRepositories=["a/*,b/*"]'), "at '/authorization/allowedRepositories/0'"),
-    (("--set-json", 'authorization.allowedRepositories=[""]'), "at '/authorization/allowedRepositories/0'"),
-    (("--set-json", 'authorization.allowedRepositories=["12:a/*"]'), "at '/authorization/allowedRepositories/0'"),
-    (("--set", "authorization.allowedRepositories=team-a/*"), "at '/authorization/allowedRepositories': got string"),
-    (("--set-json", 'authorization.allowedRoleArns=["*"]'), "at '/authorization/allowedRoleArns/0'"),
+    (("--set", "allowAll=yes"), "at '/allowAll': got string, want boolean"),
+    (("--set", "authorization.allowedRepositories={*}"), "at '': additional properties 'authorization' not allowed"),
+    (("--set-json", 'policies=[{"name":"p"}]'), "at '/policies/0': missing property 'spec'"),
+    (("--set-json", 'policies=[{"name":"P_1","spec":{}}]'), "at '/policies/0/name'"),
     (
-        ("--set-json", 'authorization.allowedRoleArns=["arn:aws:iam::1:role/a,b"]'),
-        "at '/authorization/allowedRoleArns/0'",
+        ("--set-json", 'policies=[{"name":"p","spec":{"registries":[{"read":[{"repositories":["a"]}]}]}}]'),
+        "at '/policies/0/spec': missing property 'namespaceSelector'",
     ),
-    (("--set-json", 'authorization.allowedRoleArns=["a","a"]'), "at '/authorization/allowedRoleArns'"),
-    (("--set", "authorization.bogus=1"), "at '/authorization': additional properties 'bogus' not allowed"),
+    (
+        ("--set-json", 'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[{}]}}]'),
+        "at '/policies/0/spec/registries/0': missing property 'write'",
+    ),
+    (
+        ("--set-json", 'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[]}}]'),
+        "at '/policies/0/spec/registries': minItems",
+    ),
+    (
+        (
+            "--set-json",
+            'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[{"write":[{"repositories":["team-a**"]}]}]}}]',
+        ),
+        "at '/policies/0/spec/registries/0/write/0/repositories/0': 'team-a**' does not match pattern",
+    ),
+    (
+        (
+            "--set-json",
+            'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[{"write":[{"repositories":["a"],"tag":["x"]}]}]}}]',
+        ),
+        "at '/policies/0/spec/registries/0/write/0': additional properties 'tag' not allowed",
+    ),
+    (
+        (
+            "--set-json",
+            'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[{"roleArn":"arn:aws:iam::111122223333:role/*","read":[{"repositories":["a"]}]}]}}]',
+        ),
+        "at '/policies/0/spec/registries/0/roleArn'",
+    ),
+    (
+        (
+            "--set-json",
+            'policies=[{"name":"p","spec":{"namespaces":["a"],"registries":[{"regions":["eu-west"],"read":[{"repositories":["a"]}]}]}}]',
+        ),
+        "at '/policies/0/spec/registries/0/regions/0'",
+    ),
+    (
+        (
+            "--set-json",
+            'policies=[{"name":"p","spec":{"namespaceSelector":{"matchLabel":{"a":"b"}},"registries":[{"read":[{"repositories":["a"]}]}]}}]',
+        ),
+        "at '/policies/0/spec/namespaceSelector': additional properties 'matchLabel' not allowed",
+    ),
+    (("--set-json", 'policyGuard.adminGroups=["a\\"b"]'), "at '/policyGuard/adminGroups/0'"),
+    (("--set", "policyGuard.bogus=1"), "at '/policyGuard': additional properties 'bogus' not allowed"),
     (("--set", "argocd.healthCheck.enabled=yes"), "at '/argocd/healthCheck/enabled': got string, want boolean"),
     (("--set", "argocd.healthCheck.namespace=Argo_CD"), "at '/argocd/healthCheck/namespace'"),
     (("--set", "argocd.enabled=true"), "at '/argocd': additional properties 'enabled' not allowed"),
@@ -214,24 +270,26 @@ def test_metrics_service_without_metrics_is_refused(helm: Helm) -> None:
 # the CRD: one source of truth
 
 
-def test_chart_crd_copy_is_byte_identical_to_source() -> None:
-    assert CHART_CRD_COPY.read_bytes() == SOURCE_CRD.read_bytes(), (
-        f"{CHART_CRD_COPY.relative_to(CHART.parent.parent)} differs from "
-        f"{SOURCE_CRD.relative_to(CHART.parent.parent)}: run hack/check-crd-copy.sh --fix"
+@pytest.mark.parametrize(("copy", "source"), [(CHART_CRD_COPY, SOURCE_CRD), (CHART_POLICY_CRD_COPY, SOURCE_POLICY_CRD)])
+def test_chart_crd_copy_is_byte_identical_to_source(copy: Path, source: Path) -> None:
+    assert copy.read_bytes() == source.read_bytes(), (
+        f"{copy.relative_to(CHART.parent.parent)} differs from "
+        f"{source.relative_to(CHART.parent.parent)}: run hack/check-crd-copy.sh --fix"
     )
 
 
-def test_rendered_crd_is_the_source_crd_plus_keep(helm: Helm) -> None:
-    source = load_yaml(SOURCE_CRD)
-    rendered = one(helm.template(), "CustomResourceDefinition")
+@pytest.mark.parametrize("name", CRD_NAMES)
+def test_rendered_crd_is_the_source_crd_plus_keep(helm: Helm, name: str) -> None:
+    rendered = one(helm.template(), "CustomResourceDefinition", name)
     annotations = rendered["metadata"].pop("annotations")
     assert annotations == {"helm.sh/resource-policy": "keep"}
-    assert rendered == source
+    assert rendered == load_yaml(SOURCES[name])
 
 
-def test_rendered_crd_without_keep_equals_source(helm: Helm) -> None:
-    rendered = one(helm.template("--set", "crds.keep=false"), "CustomResourceDefinition")
-    assert rendered == load_yaml(SOURCE_CRD)
+@pytest.mark.parametrize("name", CRD_NAMES)
+def test_rendered_crd_without_keep_equals_source(helm: Helm, name: str) -> None:
+    rendered = one(helm.template("--set", "crds.keep=false"), "CustomResourceDefinition", name)
+    assert rendered == load_yaml(SOURCES[name])
 
 
 def test_crd_install_off_renders_no_crd(helm: Helm) -> None:
@@ -318,9 +376,8 @@ def test_deployment_defaults(helm: Helm) -> None:
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     env = _env(objs)
     assert "ECR_TAG_OPERATOR_REGION" not in env  # aws.region empty: the pod's environment decides
-    # authorization: every repository by default, and no namespace may name a role.
-    assert env[ALLOWED_REPOSITORIES] == "*"
-    assert env[ALLOWED_ROLE_ARNS] == ""
+    # Grants come from EcrTagPolicies only: no setting widens them.
+    assert not [name for name in env if "ALLOWED" in name]
     assert of_kind(objs, "Service") == []
     assert of_kind(objs, "ConfigMap") == []
 
@@ -373,17 +430,28 @@ def test_values_everything_lands_where_expected(helm: Helm) -> None:
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9191, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
-    # authorization, joined with commas into the operator's settings.
-    auth = values["authorization"]
-    assert {"name": ALLOWED_REPOSITORIES, "value": ",".join(auth["allowedRepositories"])} in env
-    assert {"name": ALLOWED_ROLE_ARNS, "value": ",".join(auth["allowedRoleArns"])} in env
+    # policies and allowAll: each rendered as it was given, plus the one allow-all policy.
+    policies = {p["metadata"]["name"]: p for p in of_kind(objs, "EcrTagPolicy")}
+    assert sorted(policies) == ["platform", "tag-operator-allow-all", "team-a"]
+    for given in values["policies"]:
+        assert policies[given["name"]]["spec"] == given["spec"]
+        assert policies[given["name"]]["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel"
+        assert "namespace" not in policies[given["name"]]["metadata"]
+    # policyGuard: its admins, as CEL lists.
+    guard = one(objs, "ValidatingAdmissionPolicy", "tag-operator-policy-guard")["spec"]
+    assert {v["name"]: v["expression"] for v in guard["variables"]} == {
+        "adminGroups": '["platform-admins","system:masters"]',
+        "adminUsers": '["arn:aws:iam::111122223333:role/cluster-admin"]',
+    }
 
-    # crds.keep false; both rbac extras off: cluster-wide only the namespaces index's read access.
-    crd = one(objs, "CustomResourceDefinition")
-    assert "annotations" not in crd["metadata"]
-    assert [r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")] == ["tag-operator-namespaces"]
-    assert [b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")] == ["tag-operator-namespaces"]
-    assert of_kind(objs, "ValidatingAdmissionPolicy") == []
+    # crds.keep false; both rbac extras off: cluster-wide only the namespaces index's and the
+    # policies' read access.
+    for crd in of_kind(objs, "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
+    cluster_wide = ["tag-operator-namespaces", "tag-operator-policies"]
+    assert sorted(r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")) == cluster_wide
+    assert sorted(b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")) == cluster_wide
+    assert [v["metadata"]["name"] for v in of_kind(objs, "ValidatingAdmissionPolicy")] == ["tag-operator-policy-guard"]
 
     # argocd.healthCheck on: its ConfigMap in the release namespace; the notes name argocd's namespace.
     health = one(objs, "ConfigMap", "tag-operator-argocd-health-check")
@@ -391,56 +459,21 @@ def test_values_everything_lands_where_expected(helm: Helm) -> None:
     assert "kubectl -n gitops patch configmap argocd-cm --type merge" in helm.notes(*EVERYTHING)
 
 
-@pytest.mark.parametrize(
-    ("values", "repositories", "roles"),
-    [
-        ((), ("*",), ()),
-        (("--set-json", "authorization.allowedRepositories=[]"), (), ()),
-        (
-            (
-                "--set-json",
-                'authorization.allowedRepositories=["111122223333:team-a/*","shared/base"]',
-                "--set-json",
-                'authorization.allowedRoleArns=["arn:aws:iam::444455556666:role/ecr-*"]',
-            ),
-            ("111122223333:team-a/*", "shared/base"),
-            ("arn:aws:iam::444455556666:role/ecr-*",),
-        ),
-    ],
-    ids=["defaults", "nothing", "lists"],
-)
-def test_authorization_reaches_the_operator_settings(
-    helm: Helm,
-    values: tuple[str, ...],
-    repositories: tuple[str, ...],
-    roles: tuple[str, ...],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    env = _env(helm.template(*values))
-    # The operator reads the rendered variables into exactly the patterns that were listed.
-    monkeypatch.setenv(ALLOWED_REPOSITORIES, env[ALLOWED_REPOSITORIES])
-    monkeypatch.setenv(ALLOWED_ROLE_ARNS, env[ALLOWED_ROLE_ARNS])
-    settings = Settings()
-    assert parse_patterns(settings.allowed_repositories) == repositories
-    assert parse_patterns(settings.allowed_role_arns) == roles
-
-
-def test_notes_explain_the_authorization(helm: Helm) -> None:
+def test_notes_explain_the_policies(helm: Helm) -> None:
     defaults = helm.notes()
-    assert 'authorization.allowedRepositories is ["*"]' in defaults
-    assert "kubectl annotate namespace team-a ecrtag.dev/allowed-repositories='team-a/*'" in defaults
-    assert "sts:AssumeRole" not in defaults
-    nothing = helm.notes("--set-json", "authorization.allowedRepositories=[]")
-    assert "only namespaces annotated with ecrtag.dev/allowed-repositories may use any" in nothing
-    listed = helm.notes(
-        "--set-json",
-        'authorization.allowedRepositories=["team-*/base"]',
-        "--set-json",
-        'authorization.allowedRoleArns=["arn:aws:iam::444455556666:role/ecr-*"]',
-    )
-    assert "may use\nteam-*/base." in listed
-    assert "arn:aws:iam::444455556666:role/ecr-*" in listed
-    assert "sts:AssumeRole" in listed
+    assert "The release renders none: until a cluster admin creates one, every EcrImageTag is refused" in defaults
+    assert "kind: EcrTagPolicy" in defaults
+    assert "allowAll is on" not in defaults
+    assert "Only members of system:masters may create, change or delete\nEcrTagPolicies" in defaults
+    assert "kubectl get ecrtagpolicies" in defaults
+    allow_all = helm.notes("--set", "allowAll=true")
+    assert "allowAll is on: the policy rel-ecr-tag-operator-allow-all lets EVERY namespace move and delete" in allow_all
+    assert "single-tenant clusters\nonly" in allow_all
+    assert "The release renders none" not in allow_all
+    listed = helm.notes(*EVERYTHING)
+    assert "The release renders 2 policies: team-a, platform." in listed
+    assert "Only members of platform-admins, system:masters and the users" in listed
+    assert "policyGuard" not in helm.notes("--set", "policyGuard.enabled=false")
 
 
 def test_existing_service_account(helm: Helm) -> None:
@@ -477,7 +510,13 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(helm: Helm) -> None
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator")["rules"] == OPERATOR_RULES
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator-crd-watch")["rules"] == CRD_WATCH_RULES
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator-namespaces")["rules"] == NAMESPACES_RULES
-    for name in ("rel-ecr-tag-operator", "rel-ecr-tag-operator-crd-watch", "rel-ecr-tag-operator-namespaces"):
+    assert one(objs, "ClusterRole", "rel-ecr-tag-operator-policies")["rules"] == POLICIES_RULES
+    for name in (
+        "rel-ecr-tag-operator",
+        "rel-ecr-tag-operator-crd-watch",
+        "rel-ecr-tag-operator-namespaces",
+        "rel-ecr-tag-operator-policies",
+    ):
         binding = one(objs, "ClusterRoleBinding", name)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-ecr-tag-operator", "namespace": "ops"}]
@@ -500,19 +539,25 @@ def test_watch_namespaces_renders_a_role_per_namespace(helm: Helm) -> None:
             "name": "rel-ecr-tag-operator",
         }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-ecr-tag-operator", "namespace": "ops"}]
-    # Cluster-wide, only read access remains: the CRD watch, and the namespaces index (Namespaces are
-    # cluster-scoped, and kopf lists and watches them all whatever it watches EcrImageTags in).
-    cluster_wide = ["rel-ecr-tag-operator-crd-watch", "rel-ecr-tag-operator-namespaces"]
+    # Cluster-wide, only read access remains (and policies' status): the CRD watch, the namespaces
+    # index, and policies (Namespaces and EcrTagPolicies are cluster-scoped, and kopf lists and
+    # watches them all whatever it watches EcrImageTags in).
+    cluster_wide = [
+        "rel-ecr-tag-operator-crd-watch",
+        "rel-ecr-tag-operator-namespaces",
+        "rel-ecr-tag-operator-policies",
+    ]
     assert sorted(r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")) == cluster_wide
     assert sorted(b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")) == cluster_wide
     assert one(objs, "ClusterRole", "rel-ecr-tag-operator-namespaces")["rules"] == NAMESPACES_RULES
+    assert one(objs, "ClusterRole", "rel-ecr-tag-operator-policies")["rules"] == POLICIES_RULES
     assert "--namespace=team-a" in container(objs)["args"]
     assert "--namespace=team-b" in container(objs)["args"]
 
 
 def test_spec_write_guard_targets_the_operator_service_account(helm: Helm) -> None:
     objs = helm.template()
-    policy = one(objs, "ValidatingAdmissionPolicy")["spec"]
+    policy = one(objs, "ValidatingAdmissionPolicy", "rel-ecr-tag-operator-spec-write-guard")["spec"]
     assert policy["failurePolicy"] == "Fail"
     assert policy["matchConstraints"]["resourceRules"] == [
         {
@@ -525,7 +570,7 @@ def test_spec_write_guard_targets_the_operator_service_account(helm: Helm) -> No
     (condition,) = policy["matchConditions"]
     assert condition["expression"] == 'request.userInfo.username == "system:serviceaccount:ops:rel-ecr-tag-operator"'
     assert [v["expression"] for v in policy["validations"]] == ["object.spec == oldObject.spec"]
-    binding = one(objs, "ValidatingAdmissionPolicyBinding")["spec"]
+    binding = one(objs, "ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-spec-write-guard")["spec"]
     assert binding == {"policyName": "rel-ecr-tag-operator-spec-write-guard", "validationActions": ["Deny"]}
 
 
@@ -579,3 +624,75 @@ def test_argocd_health_check_config_map_holds_the_script(helm: Helm) -> None:
         '    -p "{\\"data\\":$(kubectl -n ops get configmap rel-ecr-tag-operator-argocd-health-check'
         " -o jsonpath='{.data}')}\"\n"
     ) in notes
+
+
+# --------------------------------------------------------------------------------------------------
+# EcrTagPolicies and their guard
+
+OWN, REGION = "111122223333", "eu-west-1"
+
+
+def _policies(objs: list[Obj]) -> dict[str, Obj]:
+    return {p["metadata"]["name"]: p for p in of_kind(objs, "EcrTagPolicy")}
+
+
+def test_allow_all_renders_exactly_one_explicit_policy(helm: Helm) -> None:
+    (policy,) = of_kind(helm.template("--set", "allowAll=true"), "EcrTagPolicy")
+    assert policy["apiVersion"] == "ecrtag.dev/v1alpha1"
+    assert policy["metadata"]["name"] == "rel-ecr-tag-operator-allow-all"
+    assert "namespace" not in policy["metadata"]
+    assert policy["spec"] == {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]}
+    # What it means, as the operator reads it: every namespace, every repository and tag of the
+    # operator's own account and region, with its own credentials; nothing anywhere else.
+    parsed = parse_policy(policy["metadata"]["name"], policy["spec"], own_account=OWN)
+    grants = NamespaceGrants.for_namespace([parsed], "any-namespace", {}, OWN, REGION)
+    assert grants.may_write(None, None, "team-a/deep/web", "prod")
+    assert [(r.location.account, r.location.region, r.role_arn) for r in grants.registries()] == [(OWN, REGION, None)]
+    assert not grants.may_write("444455556666", None, "team-a/web", "prod")
+    assert not grants.may_write(None, "us-east-1", "team-a/web", "prod")
+
+
+def test_values_policies_render_and_parse(helm: Helm) -> None:
+    values = load_yaml(VALUES_EVERYTHING)
+    policies = _policies(helm.template("--set-json", f"policies={json.dumps(values['policies'])}"))
+    assert sorted(policies) == ["platform", "team-a"]
+    for given in values["policies"]:
+        rendered = policies[given["name"]]
+        assert rendered["spec"] == given["spec"]
+        # The operator accepts every policy the chart's schema let through.
+        parse_policy(given["name"], rendered["spec"], own_account=OWN)
+
+
+def test_policy_guard_lets_only_admins_change_policies(helm: Helm) -> None:
+    objs = helm.template()
+    policy = one(objs, "ValidatingAdmissionPolicy", "rel-ecr-tag-operator-policy-guard")["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["ecrtag.dev"],
+            "apiVersions": ["v1alpha1"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+            "resources": ["ecrtagpolicies"],  # not ecrtagpolicies/status: the operator's
+        }
+    ]
+    assert "matchConditions" not in policy  # everyone is checked, the operator included
+    assert {v["name"]: v["expression"] for v in policy["variables"]} == {
+        "adminGroups": '["system:masters"]',
+        "adminUsers": "[]",
+    }
+    (validation,) = policy["validations"]
+    assert validation["reason"] == "Forbidden"
+    assert "request.userInfo.groups.exists(g, g in variables.adminGroups)" in validation["expression"]
+    binding = one(objs, "ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-policy-guard")["spec"]
+    assert binding == {"policyName": "rel-ecr-tag-operator-policy-guard", "validationActions": ["Deny"]}
+
+
+def test_policy_guard_can_be_turned_off(helm: Helm) -> None:
+    objs = helm.template("--set", "policyGuard.enabled=false")
+    names = [o["metadata"]["name"] for o in objs if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert names == ["rel-ecr-tag-operator-spec-write-guard", "rel-ecr-tag-operator-spec-write-guard"]
+
+
+def test_policy_guard_without_admins_is_refused(helm: Helm) -> None:
+    stderr = helm.refusal("--set-json", "policyGuard.adminGroups=[]")
+    assert "policyGuard.enabled needs at least one of policyGuard.adminGroups and policyGuard.adminUsers" in stderr

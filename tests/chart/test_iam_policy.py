@@ -1,8 +1,12 @@
-"""docs/iam-policy*.json allow exactly the ECR operations the operator calls, on repositories only."""
+"""docs/iam*.json: the ECR policies allow exactly the ECR operations the operator calls, on repositories
+only; the assume-only policy exactly what AssumeRole with attribution needs; the target account's trust
+policy checks the session name, SourceIdentity and session tags the operator sends."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +14,20 @@ import pytest
 
 from ecr_tag_localenv.control_plane import repo_root
 from ecr_tag_operator import ecr
+from ecr_tag_operator.grants import (
+    NAME_TAG,
+    NAMESPACE_TAG,
+    ROLE_ARN_PATTERN,
+    session_name,
+    session_tags,
+    source_identity,
+)
 
 DOCS = repo_root() / "docs"
 READS = {"ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"}
 WRITES = {"ecr:PutImage", "ecr:BatchDeleteImage"}
+ASSUME = {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"}
+ECR_POLICIES = ["iam-policy.json", "iam-policy-scoped.json", "iam-policy-target-account.json"]
 
 
 def _statements(path: Path) -> list[dict[str, Any]]:
@@ -28,7 +42,14 @@ def test_the_operator_calls_exactly_these_operations() -> None:
     assert {f"ecr:{op}" for op in ecr._SNAKE} == READS | WRITES
 
 
-@pytest.mark.parametrize("name", ["iam-policy.json", "iam-policy-scoped.json"])
+def test_every_iam_document_is_a_policy_that_a_test_reads() -> None:
+    names = sorted(p.name for p in DOCS.glob("iam*.json"))
+    assert names == sorted([*ECR_POLICIES, "iam-policy-assume-only.json", "iam-trust-policy-target-account.json"])
+    for name in names:
+        assert _statements(DOCS / name), name
+
+
+@pytest.mark.parametrize("name", ECR_POLICIES)
 def test_policy_allows_exactly_the_calls(name: str) -> None:
     statements = _statements(DOCS / name)
     allowed: set[str] = set()
@@ -51,3 +72,47 @@ def test_policy_allows_exactly_the_calls(name: str) -> None:
 def test_scoped_example_names_team_a_repositories() -> None:
     for statement in _statements(DOCS / "iam-policy-scoped.json"):
         assert statement["Resource"] == "arn:aws:ecr:REGION:ACCOUNT:repository/team-a/*"
+
+
+def test_own_account_policy_is_scoped_to_one_account_and_region() -> None:
+    for statement in _statements(DOCS / "iam-policy.json"):
+        assert statement["Resource"] == "arn:aws:ecr:REGION:ACCOUNT:repository/*"
+
+
+def test_target_account_policy_is_scoped_by_account_region_and_source_identity() -> None:
+    for statement in _statements(DOCS / "iam-policy-target-account.json"):
+        resources = statement["Resource"]
+        for resource in [resources] if isinstance(resources, str) else resources:
+            assert resource.startswith("arn:aws:ecr:eu-west-1:444455556666:repository/"), resource
+        assert statement["Condition"]["StringEquals"] == {
+            "aws:RequestedRegion": "eu-west-1",
+            "aws:SourceIdentity": source_identity("team-a"),
+        }
+
+
+def test_assume_only_policy_allows_exactly_assume_role_with_attribution() -> None:
+    (statement,) = _statements(DOCS / "iam-policy-assume-only.json")
+    assert statement["Effect"] == "Allow"
+    assert set(statement["Action"]) == ASSUME
+    assert statement["Resource"]
+    for resource in statement["Resource"]:
+        # Exact roles, as an EcrTagPolicy's roleArn names them: never a wildcard.
+        assert re.fullmatch(ROLE_ARN_PATTERN, resource), resource
+
+
+def test_trust_policy_checks_what_the_operator_sends() -> None:
+    (statement,) = _statements(DOCS / "iam-trust-policy-target-account.json")
+    assert statement["Effect"] == "Allow"
+    assert set(statement["Action"]) == ASSUME
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::111122223333:role/ecr-tag-operator"}
+    condition = statement["Condition"]
+    # The values an EcrImageTag web in namespace team-a gets from the operator pass the conditions.
+    tags = session_tags("team-a", "web")
+    assert condition["StringEquals"] == {
+        "sts:SourceIdentity": source_identity("team-a"),
+        f"aws:RequestTag/{NAMESPACE_TAG}": tags[NAMESPACE_TAG],
+    }
+    (pattern,) = condition["StringLike"].values()
+    assert fnmatch.fnmatchcase(session_name("team-a", "web"), pattern)
+    assert not fnmatch.fnmatchcase(session_name("team-ab", "web"), pattern)
+    assert set(condition["ForAllValues:StringEquals"]["aws:TagKeys"]) == {NAMESPACE_TAG, NAME_TAG} == set(tags)

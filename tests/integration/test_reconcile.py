@@ -14,9 +14,10 @@ from mypy_boto3_ecr.client import ECRClient
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.ecr_faults import FaultRule
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_operator.core import Decision, Request, finalize, reconcile
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, DOCKER_MANIFEST_V2, digest_of
-from ecr_tag_operator.reconcile import Result, finalize, reconcile
+from ecr_tag_operator.model import Permission
 from ecr_tag_operator.settings import Settings
 from ecr_tag_operator.spec import parse_spec
 
@@ -32,8 +33,8 @@ class Harness:
         self.ecr = Boto3Ecr(self.settings)
         self.status: dict[str, Any] = {}
 
-    def run(self, **raw: Any) -> Result:
-        result = reconcile(self.ecr, parse_spec(raw), self.status, self.settings, NOW, 1, LOG)
+    def run(self, **raw: Any) -> Decision:
+        result = reconcile(Request(parse_spec(raw), self.status, 1, "create"), self.ecr, self.settings, NOW, LOG)
         self.status = {**self.status, **result.status}
         return result
 
@@ -54,7 +55,7 @@ def h(ecr: RunningEmulator, ecr_client: ECRClient, monkeypatch: pytest.MonkeyPat
     return Harness(ecr, ecr_client)
 
 
-def conditions(result: Result) -> dict[str, tuple[str, str]]:
+def conditions(result: Decision) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in result.status["conditions"]}
 
 
@@ -98,7 +99,7 @@ def test_missing_source_reports_image_not_found(h: Harness) -> None:
     result = h.run(repositoryName="team/app", source={"tag": "nope"}, tags=["prod"])
     assert conditions(result)["Ready"] == ("False", "ImageNotFound")
     assert conditions(result)["SourceResolved"] == ("False", "ImageNotFound")
-    assert result.transient is None
+    assert not result.transient
 
 
 def test_missing_repository_reports_repository_not_found(h: Harness) -> None:
@@ -111,6 +112,7 @@ def test_immutable_repository_fails_only_the_moved_tag(h: Harness) -> None:
     ecr_seed.ensure_repository(h.client, "team/frozen", immutable=True)
     old = ecr_seed.push(h.client, "team/frozen", "prod", "docker", seed="old")
     new = ecr_seed.push(h.client, "team/frozen", "build-2", "docker", seed="new")
+    h.server.control.reset_calls()
     result = h.run(repositoryName="team/frozen", source={"tag": "build-2"}, tags=["prod", "staging"])
     tags = {t["tag"]: t for t in result.status["tags"]}
     assert tags["staging"] == {"tag": "staging", "inSync": True, "digest": new.digest}
@@ -118,13 +120,34 @@ def test_immutable_repository_fails_only_the_moved_tag(h: Harness) -> None:
     assert tags["prod"]["reason"] == "ImageTagAlreadyExists"
     assert tags["prod"]["digest"] == old.digest
     assert conditions(result)["Ready"] == ("False", "ImageTagAlreadyExists")
-    failure = result.status["failures"][0]
-    assert (failure["operation"], failure["code"], failure["tag"]) == (
-        "PutImage",
-        "ImageTagAlreadyExistsException",
-        "prod",
-    )
+    message = next(c["message"] for c in result.status["conditions"] if c["type"] == "TagsInSync")
+    assert "tag mutability is IMMUTABLE" in message
     assert h.tag_digest("team/frozen", "prod") == old.digest
+    # The repository's mutability was read (DescribeRepositories): the tag ECR would refuse is not put,
+    # now or at the next check, until the spec or the repository changes.
+    assert h.puts("team/frozen") == 1  # staging
+    h.server.control.reset_calls()
+    again = h.run(repositoryName="team/frozen", source={"tag": "build-2"}, tags=["prod", "staging"])
+    assert h.puts("team/frozen") == 0
+    assert conditions(again)["Ready"] == ("False", "ImageTagAlreadyExists")
+
+
+def test_a_tag_excluded_from_immutability_is_moved(h: Harness) -> None:
+    ecr_seed.ensure_repository(h.client, "team/frozen-x")
+    h.client.put_image_tag_mutability(
+        repositoryName="team/frozen-x",
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest*"}],
+    )
+    ecr_seed.push(h.client, "team/frozen-x", "latest", "docker", seed="old-x")
+    ecr_seed.push(h.client, "team/frozen-x", "v1", "docker", seed="old-y")
+    new = ecr_seed.push(h.client, "team/frozen-x", "build-2", "docker", seed="new-x")
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/frozen-x", source={"tag": "build-2"}, tags=["latest", "v1"])
+    tags = {t["tag"]: t for t in result.status["tags"]}
+    assert tags["latest"] == {"tag": "latest", "inSync": True, "digest": new.digest}
+    assert tags["v1"]["reason"] == "ImageTagAlreadyExists"
+    assert h.puts("team/frozen-x") == 1
 
 
 def test_cross_repository_missing_layer_blocks_every_put(h: Harness) -> None:
@@ -214,7 +237,10 @@ def test_drift_is_corrected(h: Harness) -> None:
     other = ecr_seed.push(h.client, "team/app", "prod", "docker", seed=7)  # someone moves the tag by hand
     assert h.tag_digest("team/app", "prod") == other.digest
     result = h.run(**spec)
-    assert result.assessment.moved == (("prod", other.digest, img.digest),)
+    assert [(e.reason, e.message) for e in result.events] == [
+        ("DriftCorrected", f"team/app:prod {other.digest} -> {img.digest}")
+    ]
+    assert result.tally.drift_corrections == 1
     assert h.tag_digest("team/app", "prod") == img.digest
 
 
@@ -223,9 +249,10 @@ def test_delete_policy_removes_only_tags_still_at_our_digest(h: Harness) -> None
     spec = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b"], "deletionPolicy": "Delete"}
     h.run(**spec)
     other = ecr_seed.push(h.client, "team/app", "b", "docker", seed=9)  # b moved away since
-    done = finalize(h.ecr, parse_spec(spec), h.status, h.settings, LOG)
-    assert done.deleted == ("a",)
-    assert [t for t, _ in done.retained] == ["b"]
+    done = finalize(parse_spec(spec), h.status, Permission(), {}, h.ecr, h.settings, LOG)
+    assert [(e.type, e.reason) for e in done.events] == [("Normal", "TagsDeleted"), ("Warning", "TagsRetained")]
+    assert done.events[0].message == "deleted a"
+    assert done.events[1].message.startswith("kept b: points at")
     assert h.tag_digest("team/app", "a") is None
     assert h.tag_digest("team/app", "b") == other.digest
     assert h.tag_digest("team/app", "build-1") == img.digest  # the image itself survives
@@ -236,7 +263,8 @@ def test_tag_removed_from_spec_is_deleted_under_delete_policy(h: Harness) -> Non
     spec: dict[str, Any] = {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": ["a", "b"]}
     h.run(**spec, deletionPolicy="Delete")
     result = h.run(**{**spec, "tags": ["a"]}, deletionPolicy="Delete")
-    assert result.assessment.deleted == ("b",)
+    assert [(e.reason, e.message) for e in result.events] == [("TagDeleted", "team/app:b released from spec.tags")]
+    assert result.tally.tag_writes == (("BatchDeleteImage", "deleted"),)
     assert h.tag_digest("team/app", "b") is None
     assert [t["tag"] for t in result.status["tags"]] == ["a"]
 
@@ -253,12 +281,14 @@ def test_throttled_put_is_transient_and_converges(h: Harness) -> None:
     img = ecr_seed.push(h.client, "team/app", "build-1", "docker", seed=12)
     h.server.control.set_faults(operations={"PutImage": FaultRule(throttle_rate=1.0)})
     result = h.run(repositoryName="team/app", source={"tag": "build-1"}, tags=["prod"])
-    assert result.transient is not None
-    assert result.transient.code == "ThrottlingException"
+    assert result.requeue_after == h.settings.transient_retry_delay
+    assert result.result == "transient"
+    assert "lastSyncTime" not in result.status
+    assert [f["code"] for f in result.status["failures"]] == ["ThrottlingException"]
     assert conditions(result)["Ready"] == ("False", "Throttling")
     h.server.control.clear_faults()
     result = h.run(repositoryName="team/app", source={"tag": "build-1"}, tags=["prod"])
-    assert result.transient is None
+    assert not result.transient
     assert result.status["failures"] == []
     assert h.tag_digest("team/app", "prod") == img.digest
 
@@ -283,7 +313,8 @@ def test_conflicting_resources_never_fight_over_ten_drift_cycles(h: Harness) -> 
         for k, (meta, _) in resources.items():
             spec = parse_spec(raw[k])
             owners = contested(spec, claim_of(meta, spec, "us-east-1"), lambda key: index.get(key, []), "us-east-1")
-            result = reconcile(h.ecr, spec, statuses[k], h.settings, NOW, 1, LOG, contested=owners)
+            request = Request(spec, statuses[k], 1, "drift", contested=owners)
+            result = reconcile(request, h.ecr, h.settings, NOW, LOG)
             statuses[k] = {**statuses[k], **result.status}
     assert h.puts("team/app") == 1
     assert h.tag_digest("team/app", "prod") == one.digest
@@ -303,8 +334,8 @@ def test_retries_of_throttled_puts_are_paced_too(h: Harness) -> None:
     spec = parse_spec(
         {"repositoryName": "team/app", "source": {"tag": "build-1"}, "tags": [f"t{i}" for i in range(15)]}
     )
-    result = reconcile(paced, spec, {}, h.settings, NOW, 1, LOG)
-    assert result.transient is None
+    result = reconcile(Request(spec, {}, 1, "create"), paced, h.settings, NOW, LOG)
+    assert not result.transient
     assert all(t["inSync"] for t in result.status["tags"])
     calls = h.server.control.calls()
     # The two token buckets run on separate clocks: on a loaded machine one attempt can land early.

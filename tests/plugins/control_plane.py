@@ -24,6 +24,7 @@ from ecr_tag_localenv.control_plane import (
 )
 
 OPERATOR_CRD = repo_root() / "crds" / "ecrimagetags.ecrtag.dev.yaml"
+POLICY_CRD = repo_root() / "crds" / "ecrtagpolicies.ecrtag.dev.yaml"
 
 
 def _reporter_line(config: pytest.Config, line: str) -> None:
@@ -60,7 +61,7 @@ def _existing_cluster() -> KubeCluster:
 
 @pytest.fixture(scope="session")
 def control_plane(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
-    """A Kubernetes API for the whole session, with the operator's CRD installed when present."""
+    """A Kubernetes API for the whole session, with the operator's CRDs installed when present."""
     local: ControlPlane | None = None
     failure = ""
     try:
@@ -78,9 +79,10 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
         # Outside the except blocks, so the report shows the message once, without a chained traceback.
         pytest.fail(failure, pytrace=False)
     try:
-        # The operator's CRD is written alongside; tests that need it fail on its absence themselves.
-        if OPERATOR_CRD.is_file():
-            cluster.install_crds(OPERATOR_CRD)
+        # The operator's CRDs are written alongside; tests that need one fail on its absence themselves.
+        for crd in (OPERATOR_CRD, POLICY_CRD):
+            if crd.is_file():
+                cluster.install_crds(crd)
         yield cluster
     finally:
         if local is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ecr_tag_operator.ecr import LayerInfo
 from ecr_tag_operator.manifests import DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST, digest_of, parse_manifest
-from ecr_tag_operator.observe import Observation, SourceImage
+from ecr_tag_operator.model import LayerInfo, Observation, SourceImage
 from ecr_tag_operator.spec import EcrImageTagSpec, parse_spec
 
 

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ecr_tag_operator.batching import ReadPolicy, SharedReads, read_policy
-from ecr_tag_operator.ecr import (
+from ecr_tag_operator.batching import SharedReads
+from ecr_tag_operator.manifests import digest_of
+from ecr_tag_operator.model import (
     EcrCallError,
     Failure,
     Image,
@@ -18,9 +19,10 @@ from ecr_tag_operator.ecr import (
     LayerInfo,
     Layers,
     PutOutcome,
+    ReadPolicy,
     Registry,
 )
-from ecr_tag_operator.manifests import digest_of
+from ecr_tag_operator.ports import NO_POLICY
 from ecr_tag_operator.ratelimit import RateLimits, TokenBucket
 
 WHERE = Registry("us-east-1", None)
@@ -35,7 +37,9 @@ class FakeEcr:
         self.fail = fail
         self.lock = threading.Lock()
 
-    def batch_get_image(self, where: Registry, repository: str, ids: Sequence[ImageId]) -> Images:
+    def batch_get_image(
+        self, where: Registry, repository: str, ids: Sequence[ImageId], policy: ReadPolicy = NO_POLICY
+    ) -> Images:
         with self.lock:
             self.get_calls.append(list(ids))
         if self.fail:
@@ -44,7 +48,9 @@ class FakeEcr:
         failures = [Failure("BatchGetImage", "ImageNotFound", "no", image_id=i) for i in ids if i.tag == "missing"]
         return Images(tuple(images), tuple(failures))
 
-    def check_layers(self, where: Registry, repository: str, digests: Sequence[str]) -> Layers:
+    def check_layers(
+        self, where: Registry, repository: str, digests: Sequence[str], policy: ReadPolicy = NO_POLICY
+    ) -> Layers:
         with self.lock:
             self.layer_calls.append(list(digests))
         return Layers(tuple(LayerInfo(d, "AVAILABLE", 1) for d in digests if d != "gone"), ())
@@ -61,8 +67,9 @@ def many(reads: SharedReads, count: int, patience: float) -> list[Images]:
 
     def one(n: int) -> Images:
         barrier.wait()
-        with read_policy(ReadPolicy(patience=patience)):
-            return reads.batch_get_image(WHERE, "team/app", [ImageId(f"t{n}"), ImageId("shared")])
+        return reads.batch_get_image(
+            WHERE, "team/app", [ImageId(f"t{n}"), ImageId("shared")], ReadPolicy(patience=patience)
+        )
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
@@ -107,11 +114,10 @@ def test_a_whole_call_error_reaches_every_member() -> None:
     errors: list[str] = []
 
     def one(n: int) -> None:
-        with read_policy(ReadPolicy(patience=1.0)):
-            try:
-                reads.batch_get_image(WHERE, "team/app", [ImageId(f"t{n}")])
-            except EcrCallError as exc:
-                errors.append(exc.failure.code)
+        try:
+            reads.batch_get_image(WHERE, "team/app", [ImageId(f"t{n}")], ReadPolicy(patience=1.0))
+        except EcrCallError as exc:
+            errors.append(exc.failure.code)
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(5)]
     for t in threads:
@@ -137,12 +143,12 @@ def test_available_layers_are_cached_for_max_age_only() -> None:
     now = [100.0]
     fake = FakeEcr()
     reads = SharedReads(fake, clock=lambda: now[0])
-    with read_policy(ReadPolicy(layer_max_age=60)):
-        reads.check_layers(WHERE, "team/app", ["a", "gone"])
-        reads.check_layers(WHERE, "team/app", ["a", "gone"])
-        assert fake.layer_calls == [["a", "gone"], ["gone"]]  # a missing layer is always re-checked
-        now[0] += 61
-        reads.check_layers(WHERE, "team/app", ["a"])
+    cached = ReadPolicy(layer_max_age=60)
+    reads.check_layers(WHERE, "team/app", ["a", "gone"], cached)
+    reads.check_layers(WHERE, "team/app", ["a", "gone"], cached)
+    assert fake.layer_calls == [["a", "gone"], ["gone"]]  # a missing layer is always re-checked
+    now[0] += 61
+    reads.check_layers(WHERE, "team/app", ["a"], cached)
     assert fake.layer_calls[-1] == ["a"]
     reads.check_layers(WHERE, "team/app", ["a"])  # no max age given: no cache
     assert len(fake.layer_calls) == 4

@@ -4,16 +4,16 @@ same moment, writes carry the resourceVersion read, and failures hold a resource
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ecr_tag_operator.core import Decision, Event
 from ecr_tag_operator.drift_schedule import Entry
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Outcome, Tuning
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
 
-from .test_timers import NOW, entry
+from .test_drift_schedule import NOW, entry
 
 TUNING = Tuning(tick=1, jitter=0, early=0, rescue_after=900, group_size=10, parallel_groups=2, retry_delay=20, hold=10)
 
@@ -28,6 +28,7 @@ class Store:
             for e in entries
         }
         self.writes: list[tuple[str, dict[str, Any], str]] = []
+        self.events: list[tuple[str, str]] = []
         self.conflict: set[str] = set()
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -39,18 +40,29 @@ class Store:
         self.writes.append((name, dict(status), resource_version))
         return True
 
+    async def post_event(self, involved: Mapping[str, Any], event: Event) -> None:
+        self.events.append((str(involved.get("name")), event.reason))
+
 
 def scheduler(entries: list[Entry], store: Store, check: Any, clock: list[datetime]) -> DriftScheduler:
     return DriftScheduler(
         entries=lambda: entries,
-        urgent=lambda _: False,
+        urgency=lambda: lambda _: False,
         keep_only=lambda _: None,
         check=check,
+        record=lambda uid, trigger, decision: recorded.append((uid, trigger, decision.result)),
         store=store,
         tuning=TUNING,
         clock=lambda: clock[0],
-        context=contextvars.copy_context,
+        ready=lambda: True,
     )
+
+
+recorded: list[tuple[str, str, str]] = []
+
+
+def outcome(status: dict[str, Any], transient: bool = False, events: tuple[Event, ...] = ()) -> Decision:
+    return Decision(status, "transient" if transient else "true", events, requeue_after=20 if transient else None)
 
 
 def test_a_group_runs_its_checks_at_once_and_writes_with_the_version_it_read() -> None:
@@ -58,12 +70,12 @@ def test_a_group_runs_its_checks_at_once_and_writes_with_the_version_it_read() -
     store = Store(entries)
     barrier = threading.Barrier(10, timeout=10)  # breaks unless all ten checks run at the same time
 
-    def check(body: dict[str, Any], trigger: str) -> Outcome:
+    def check(body: dict[str, Any], trigger: str) -> Decision:
         barrier.wait()
-        return Outcome({"lastSyncTime": "now", "by": trigger}, transient=False)
+        return outcome({"lastSyncTime": "now", "by": trigger}, transient=False)
 
     sched = scheduler(entries, store, check, [NOW])
-    assert asyncio.run(sched.tick(contextvars.copy_context())) == 10
+    assert asyncio.run(sched.tick()) == 10
     assert sorted(w[0] for w in store.writes) == sorted(e.name for e in entries)
     assert {(w[1]["by"], w[2]) for w in store.writes} == {("drift", "7")}
 
@@ -75,25 +87,25 @@ def test_held_after_a_check_retried_after_a_conflict_and_skipped_when_gone() -> 
     del store.objects["r3"]  # deleted since it was indexed
     calls: list[str] = []
 
-    def check(body: dict[str, Any], trigger: str) -> Outcome:
+    def check(body: dict[str, Any], trigger: str) -> Decision:
         calls.append(body["metadata"]["name"])
-        return Outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=body["metadata"]["name"] == "r1")
+        return outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=body["metadata"]["name"] == "r1")
 
     clock = [NOW]
     sched = scheduler(entries, store, check, clock)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert sorted(calls) == ["r1", "r2"]
     calls.clear()
     store.conflict.clear()
     clock[0] = NOW + timedelta(seconds=5)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert calls == ["r2"]  # r1 failed transiently: held for the retry delay; r2's write conflicted
     calls.clear()
     clock[0] = NOW + timedelta(seconds=12)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert calls == []  # r1 held until 20 s, r2 (written at 5 s) until 15 s
     clock[0] = NOW + timedelta(seconds=21)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     # r1's retry delay has passed; r2 was written at 5 s, so its next check is an interval later.
     assert calls == ["r1"]
 
@@ -102,15 +114,15 @@ def test_a_check_that_raises_holds_the_resource_and_the_rest_go_on() -> None:
     entries = [entry(1, synced=61), entry(2, synced=61)]
     store = Store(entries)
 
-    def check(body: dict[str, Any], trigger: str) -> Outcome:
+    def check(body: dict[str, Any], trigger: str) -> Decision:
         if body["metadata"]["name"] == "r1":
             raise RuntimeError("boom")
-        return Outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=False)
+        return outcome({"lastSyncTime": "now", "observedGeneration": 2}, transient=False)
 
     sched = scheduler(entries, store, check, [datetime(2026, 6, 1, 12, 0, tzinfo=UTC)])
-    assert asyncio.run(sched.tick(contextvars.copy_context())) == 2
+    assert asyncio.run(sched.tick()) == 2
     assert [w[0] for w in store.writes] == ["r2"]
-    assert asyncio.run(sched.tick(contextvars.copy_context())) == 0
+    assert asyncio.run(sched.tick()) == 0
 
 
 def test_a_check_that_finds_nothing_new_writes_nothing_and_is_next_due_an_interval_later() -> None:
@@ -118,20 +130,50 @@ def test_a_check_that_finds_nothing_new_writes_nothing_and_is_next_due_an_interv
     store = Store(entries)
     calls: list[str] = []
 
-    def check(body: dict[str, Any], trigger: str) -> Outcome:
+    def check(body: dict[str, Any], trigger: str) -> Decision:
         calls.append(body["metadata"]["name"])
         changed = body["metadata"]["name"] == "r2"
-        return Outcome({"lastSyncTime": "now", "observedGeneration": 2 if changed else 1}, transient=False)
+        return outcome({"lastSyncTime": "now", "observedGeneration": 2 if changed else 1}, transient=False)
 
     clock = [NOW]
     sched = scheduler(entries, store, check, clock)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert sorted(calls) == ["r1", "r2"]
     assert [w[0] for w in store.writes] == ["r2"]  # r1's status would only have had a new lastSyncTime
     calls.clear()
     clock[0] = NOW + timedelta(seconds=59)  # past the hold, within the interval (60 s) of the check
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert calls == []
     clock[0] = NOW + timedelta(seconds=61)
-    asyncio.run(sched.tick(contextvars.copy_context()))
+    asyncio.run(sched.tick())
     assert sorted(calls) == ["r1", "r2"]  # entries here keep their old lastSyncTime: due again
+
+
+def test_a_checks_events_are_posted_and_its_figures_recorded() -> None:
+    entries = [entry(1, synced=61)]
+    store = Store(entries)
+    moved = (Event("Normal", "DriftCorrected", "team/app:prod a -> b"),)
+    recorded.clear()
+
+    def check(body: dict[str, Any], trigger: str) -> Decision:
+        return outcome({"lastSyncTime": "now", "observedGeneration": 2}, events=moved)
+
+    asyncio.run(scheduler(entries, store, check, [NOW]).tick())
+    assert store.events == [("r1", "DriftCorrected")]
+    assert recorded == [(entries[0].uid, "drift", "true")]
+
+
+def test_nothing_runs_before_kopf_handles_objects() -> None:
+    entries = [entry(1, synced=61)]
+    store = Store(entries)
+    ran: list[str] = []
+    sched = scheduler(entries, store, lambda body, trigger: ran.append(trigger), [NOW])
+    sched._ready = lambda: False
+
+    async def two_ticks() -> None:
+        task = asyncio.create_task(sched.run())
+        await asyncio.sleep(2.5)  # the scheduler's own tick is 1 s: two ticks pass, neither may run
+        task.cancel()
+
+    asyncio.run(two_ticks())
+    assert ran == []

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from ecr_tag_operator.ecr import TRANSIENT_CODES, Boto3Ecr, EcrCallError, ImageId, Registry
+from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, DOCKER_MANIFEST_V2
+from ecr_tag_operator.model import EcrCallError, ImageId, Registry
+from ecr_tag_operator.reasons import code_is_transient
 from ecr_tag_operator.settings import Settings
 
 WHERE = Registry("us-east-1", None)
@@ -46,7 +48,7 @@ def ecr(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Boto3Ecr, Stubber]]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     client = Boto3Ecr(Settings(max_attempts=1))
-    stub = Stubber(client._client("us-east-1"))
+    stub = Stubber(client._client(WHERE))
     with stub:
         yield client, stub
     stub.assert_no_pending_responses()
@@ -79,10 +81,40 @@ def test_put_image_sends_manifest_untouched_with_type_and_digest(ecr: tuple[Boto
     assert client.put_image(WHERE, "team/app", "prod", MANIFEST, DOCKER_MANIFEST_V2, DIGEST).result == "put"
 
 
-def test_image_already_exists_is_unchanged(ecr: tuple[Boto3Ecr, Stubber]) -> None:
+def already(digest: str) -> str:
+    return f"Image with digest '{digest}' and tag 'prod' already exists in the repository with name 'team/app'"
+
+
+def test_image_already_exists_naming_our_digest_is_unchanged(ecr: tuple[Boto3Ecr, Stubber]) -> None:
     client, stub = ecr
-    stub.add_client_error("put_image", "ImageAlreadyExistsException", "same", expected_params=put_params())
+    stub.add_client_error("put_image", "ImageAlreadyExistsException", already(DIGEST), expected_params=put_params())
     assert client.put_image(WHERE, "team/app", "prod", MANIFEST, DOCKER_MANIFEST_V2, DIGEST).result == "unchanged"
+
+
+def test_image_already_exists_naming_another_digest_is_a_refused_tag(ecr: tuple[Boto3Ecr, Stubber]) -> None:
+    """Public reports (moto #8717) say ECR can answer a moved tag in an immutable repository with
+    ImageAlreadyExistsException naming the other image: that tag is not in sync."""
+    client, stub = ecr
+    other = "sha256:" + "e" * 64
+    stub.add_client_error("put_image", "ImageAlreadyExistsException", already(other), expected_params=put_params())
+    out = client.put_image(WHERE, "team/app", "prod", MANIFEST, DOCKER_MANIFEST_V2, DIGEST)
+    assert out.result == "failed"
+    assert out.failure is not None
+    assert (out.failure.code, out.failure.tag) == ("ImageTagAlreadyExistsException", "prod")
+    assert other in out.failure.message
+
+
+@pytest.mark.parametrize(("now", "result"), [(DIGEST, "unchanged"), ("sha256:" + "f" * 64, "failed")])
+def test_image_already_exists_naming_no_digest_is_confirmed_by_a_read(
+    ecr: tuple[Boto3Ecr, Stubber], now: str, result: str
+) -> None:
+    client, stub = ecr
+    stub.add_client_error("put_image", "ImageAlreadyExistsException", "exists", expected_params=put_params())
+    stub.add_response(
+        "batch_get_image",
+        {"images": [{"imageId": {"imageTag": "prod", "imageDigest": now}, "imageManifest": MANIFEST}], "failures": []},
+    )
+    assert client.put_image(WHERE, "team/app", "prod", MANIFEST, DOCKER_MANIFEST_V2, DIGEST).result == result
 
 
 @pytest.mark.parametrize("code", PUT_IMAGE_EXCEPTIONS)
@@ -103,7 +135,7 @@ def test_transient_put_image_errors_raise(ecr: tuple[Boto3Ecr, Stubber], code: s
     with pytest.raises(EcrCallError) as err:
         client.put_image(WHERE, "team/app", "prod", MANIFEST, DOCKER_MANIFEST_V2, DIGEST)
     assert err.value.transient
-    assert err.value.failure.code in TRANSIENT_CODES
+    assert code_is_transient(err.value.failure.code)
 
 
 def test_unknown_5xx_is_transient(ecr: tuple[Boto3Ecr, Stubber]) -> None:

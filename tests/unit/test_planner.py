@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ecr_tag_operator.ecr import Failure, ImageId, LayerInfo, PutOutcome
-from ecr_tag_operator.planner import Outcomes, assess, plan, plan_deletion, reason_for
+from ecr_tag_operator.model import Failure, ImageId, LayerInfo, Outcomes, PutOutcome
+from ecr_tag_operator.planner import assess, plan, plan_deletion
+from ecr_tag_operator.reasons import reason_for
 
 from .builders import available, image_manifest, index_manifest, observed, sha, source, spec
 

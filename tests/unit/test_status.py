@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ecr_tag_operator.ecr import Failure
-from ecr_tag_operator.planner import Condition, Outcomes, assess, plan
+from ecr_tag_operator.model import Condition, Failure, Outcomes
+from ecr_tag_operator.planner import assess, plan
 from ecr_tag_operator.status import merge_conditions, render, trim
 
 from .builders import image_manifest, observed, source, spec

@@ -13,8 +13,7 @@
 --                Observe mode with drifted tags is Degraded too: Observe never writes to ECR, so
 --                nothing moves the tags back by itself.
 
--- Ready reasons that clear by themselves: ecr_tag_operator.planner.TRANSIENT_REASONS, plus
--- NotInSync (tags written but not yet seen at the source image).
+-- Ready reasons that clear by themselves: ecr_tag_operator.reasons.TRANSIENT (a test keeps them equal).
 local TRANSIENT = {
   Throttling = true,
   ServerError = true,
@@ -26,7 +25,8 @@ local TRANSIENT = {
   EndpointConnectionError = true,
   ConnectTimeout = true,
   ReadTimeout = true,
-  Reconciling = true,
+  UpstreamTooManyRequests = true,
+  UpstreamUnavailable = true,
   NotInSync = true,
 }
 

@@ -45,7 +45,7 @@ def entry(
         "tags": list(tags or (f"rel-{n}",)),
         "driftCheckInterval": interval,
     }
-    made = entry_of(meta, spec, status, "us-east-1")
+    made = entry_of(meta, spec, status, "us-east-1", "111122223333")
     assert made is not None
     return made
 
@@ -69,18 +69,20 @@ def run(entries: list[Entry], **kw: Any) -> list[list[tuple[str, str]]]:
 
 def test_entry_holds_what_a_check_reads_and_nothing_for_invalid_or_deleting_resources() -> None:
     e = entry(7, tags=("a", "b"))
-    assert e.group == ("", "us-east-1", "team/app")
+    assert e.group == ("111122223333", "us-east-1", "team/app")
     assert e.reads == {"a", "b", "build"}  # the source tag is read from the same repository
     meta = {"namespace": "n", "name": "x", "uid": "u"}
-    assert entry_of(meta, {"repositoryName": "team/app", "tags": []}, {}, "us-east-1") is None
+    assert entry_of(meta, {"repositoryName": "team/app", "tags": []}, {}, "us-east-1", "") is None
     # Tags the status names another owner for, in sync or not (what urgent checks compare with).
     spec = {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["a", "c", "d"]}
     tags = [{"tag": "a", "owner": "x/y", "inSync": True}, {"tag": "c", "owner": "x/y", "reason": "TagConflict"}]
-    owned = entry_of(meta, spec, {"tags": [*tags, {"tag": "d", "inSync": True}]}, "us-east-1")
+    owned = entry_of(meta, spec, {"tags": [*tags, {"tag": "d", "inSync": True}]}, "us-east-1", "")
     assert owned is not None
     assert owned.conflicts == {"a", "c"}
     deleting = meta | {"deletionTimestamp": ago(1)}
-    assert entry_of(deleting, {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"]}, {}, "r") is None
+    assert (
+        entry_of(deleting, {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"]}, {}, "r", "") is None
+    )
 
 
 def test_due_after_the_interval_stretched_by_the_resources_own_jitter() -> None:

@@ -1,0 +1,320 @@
+"""The reconcile core: a request in, a :class:`Decision` out.
+
+A request carries everything a reconcile depends on: the parsed spec, the previous status, what the
+namespace is permitted (decided by the adapter from the grants), which tags other resources own, and
+the trigger. The core observes ECR through the port, plans (pure), writes, assesses (pure) and renders
+the whole status body; it returns that body with the events to post, the figures to record and when
+to come back. No kopf, no HTTP to Kubernetes, no metrics library: the adapters (handlers.py and the
+drift scheduler) apply a decision, each in a few lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .model import (
+    Assessment,
+    EcrCallError,
+    Failure,
+    ImageId,
+    Observation,
+    Outcomes,
+    Permission,
+    Plan,
+    PutOutcome,
+    ReadPolicy,
+    Registry,
+    TagState,
+)
+from .observe import observe
+from .planner import assess, assess_call_failure, assess_refusal, plan, plan_deletion
+from .ports import EcrApi
+from .reasons import Reason, is_transient
+from .settings import Settings
+from .spec import EcrImageTagSpec, SpecError, parse_spec
+from .status import previous_digest, previous_tags, ready_reason, render, trim
+
+Log = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a reconcile wrote, for the adapters' metrics."""
+
+    tag_writes: tuple[tuple[str, str], ...] = ()  # (operation, outcome) per tag written or deleted
+    drift_corrections: int = 0  # tags that had moved off our image and were put back
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]  # the whole status body, as a merge patch (lists complete)
+    result: str  # the reconciles_total result: true, false, transient, forbidden, invalid
+    events: tuple[Event, ...] = ()
+    tags: tuple[TagState, ...] = ()
+    tally: Tally = field(default_factory=Tally)
+    requeue_after: float | None = None  # transient: reconcile again after this many seconds
+
+    @property
+    def transient(self) -> bool:
+        return self.requeue_after is not None
+
+
+@dataclass(frozen=True)
+class Request:
+    spec: EcrImageTagSpec
+    status: Mapping[str, Any]
+    generation: int | None
+    trigger: str  # create, update, resume, spec, drift, rescue
+    permission: Permission = field(default_factory=Permission)
+    contested: Mapping[str, str] = field(default_factory=dict)  # tag -> owner shown to this tenant
+    # Tags this resource may not delete now, with why: not granted to its namespace, or claimed by
+    # another live resource. A status is never the only evidence for a destructive act.
+    undeletable: Mapping[str, str] = field(default_factory=dict)
+
+
+def skip_on_resume(status: Mapping[str, Any], generation: int | None) -> bool:
+    """Seen and synced before a restart: the drift scheduler checks it when due, so that a restart of
+    the operator does not read every resource at once."""
+    return bool(status.get("lastSyncTime")) and status.get("observedGeneration") == generation
+
+
+def read_policy(trigger: str, spec: EcrImageTagSpec, settings: Settings) -> ReadPolicy:
+    """A drift check waits longer for company than a spec change, whose user is waiting."""
+    patience = settings.drift_read_patience if trigger in ("drift", "resume") else settings.change_read_patience
+    return ReadPolicy(patience=patience, layer_max_age=spec.drift_check_interval.total_seconds())
+
+
+def _render(
+    assessment: Assessment,
+    obs: Observation | None,
+    status: Mapping[str, Any],
+    now: datetime,
+    generation: int | None,
+    settings: Settings,
+    sync: Literal["now", "keep", "clear"],
+) -> dict[str, Any]:
+    return render(
+        assessment,
+        obs,
+        status,
+        now,
+        generation,
+        max_layers=settings.max_listed_layers,
+        max_failures=settings.max_listed_failures,
+        message_limit=settings.max_message_length,
+        sync=sync,
+    )
+
+
+def _warning_on_entry(assessment: Assessment, status: Mapping[str, Any], limit: int) -> tuple[Event, ...]:
+    """A Warning when the resource enters a permanent failure: once, not on every drift check."""
+    ready = assessment.ready
+    if ready.status != "False" or is_transient(ready.reason) or ready.reason == ready_reason(status):
+        return ()
+    return (Event("Warning", ready.reason, trim(ready.message, limit)),)
+
+
+def refuse(
+    reason: str,
+    message: str,
+    spec: EcrImageTagSpec | None,
+    status: Mapping[str, Any],
+    generation: int | None,
+    now: datetime,
+    settings: Settings,
+) -> Decision:
+    """The operator will not act (InvalidSpec, Forbidden): the whole status says so, nothing is read."""
+    # An invalid spec names no tags the operator can trust: the ones the last status listed are shown.
+    assessment = assess_refusal(reason, message, spec.tags if spec else previous_tags(status))
+    body = _render(assessment, None, status, now, generation, settings, "clear")
+    result = "invalid" if reason == Reason.INVALID_SPEC else "forbidden"
+    return Decision(body, result, _warning_on_entry(assessment, status, settings.max_message_length), assessment.tags)
+
+
+def parse(
+    raw_spec: Mapping[str, Any], status: Mapping[str, Any], generation: int | None, now: datetime, settings: Settings
+) -> EcrImageTagSpec | Decision:
+    """The spec, or the InvalidSpec decision: retrying cannot help until the spec changes."""
+    try:
+        return parse_spec(raw_spec)
+    except (SpecError, ValidationError) as exc:
+        return refuse(Reason.INVALID_SPEC, str(exc), None, status, generation, now, settings)
+
+
+def _execute(
+    ecr: EcrApi, spec: EcrImageTagSpec, where: Registry, obs: Observation, the_plan: Plan, log: Log
+) -> Outcomes:
+    """Write what the plan says. A failed call never erases what was already written: the outcomes so
+    far are kept, and a transient failure is reported as the interruption."""
+    puts: list[PutOutcome] = []
+    src = obs.source
+    try:
+        if src is not None:
+            for tag in the_plan.puts:
+                outcome = ecr.put_image(where, spec.repository_name, tag, src.manifest, src.media_type, src.digest)
+                puts.append(outcome)
+                if outcome.result == "put":
+                    log.info(
+                        "PutImage repository=%s tag=%s old=%s new=%s",
+                        spec.repository_name,
+                        tag,
+                        obs.tag_digests.get(tag),
+                        src.digest,
+                    )
+                elif outcome.failure is not None:
+                    log.warning(
+                        "PutImage repository=%s tag=%s failed: %s", spec.repository_name, tag, outcome.failure.code
+                    )
+    except EcrCallError as exc:
+        if not exc.transient:
+            raise
+        return Outcomes(tuple(puts), interrupted=exc.failure)
+    if not the_plan.deletes:
+        return Outcomes(tuple(puts))
+    try:
+        delete_failures = ecr.delete_tags(where, spec.repository_name, the_plan.deletes)
+    except EcrCallError as exc:
+        failed = tuple(
+            Failure(exc.failure.operation, exc.failure.code, exc.failure.message, ImageId(tag=t), tag=t)
+            for t in the_plan.deletes
+        )
+        return Outcomes(tuple(puts), failed, interrupted=exc.failure if exc.transient else None)
+    refused = {f.tag for f in delete_failures}
+    deleted = tuple(t for t in the_plan.deletes if t not in refused)
+    for tag in deleted:
+        log.info(
+            "BatchDeleteImage repository=%s tag=%s old=%s (released from spec.tags)",
+            spec.repository_name,
+            tag,
+            obs.tag_digests.get(tag),
+        )
+    return Outcomes(tuple(puts), delete_failures, deleted)
+
+
+def _events_and_tally(
+    spec: EcrImageTagSpec, assessment: Assessment, outcomes: Outcomes, ours_before: str | None
+) -> tuple[list[Event], Tally]:
+    events: list[Event] = []
+    corrections = 0
+    for tag, old, new in assessment.moved:
+        # Put back after someone moved it off our image, or moved on purpose (new tag, new source).
+        corrected = old is not None and old != ours_before
+        corrections += corrected
+        what = "DriftCorrected" if corrected else "TagMoved"
+        events.append(Event("Normal", what, f"{spec.repository_name}:{tag} {old or 'absent'} -> {new}"))
+    for tag in assessment.deleted:
+        events.append(Event("Normal", "TagDeleted", f"{spec.repository_name}:{tag} released from spec.tags"))
+    writes = [("PutImage", o.result) for o in outcomes.puts] + [
+        ("BatchDeleteImage", "deleted") for _ in outcomes.deleted
+    ]
+    return events, Tally(tuple(writes), corrections)
+
+
+def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log: Log) -> Decision:
+    """One reconcile of one resource: the decision, with the whole status body."""
+    spec, status = req.spec, req.status
+    if req.permission.refused is not None:
+        return refuse(Reason.FORBIDDEN, req.permission.refused, spec, status, req.generation, now, settings)
+    region = spec.region or settings.region
+    allowed = req.permission
+    where = Registry.of(region, spec.registry_id, allowed.role_arn, allowed.namespace)
+    source_at = Registry.of(region, spec.source_registry, allowed.source_role_arn, allowed.namespace)
+    prev_tags = previous_tags(status)
+    released: Sequence[str] = [t for t in prev_tags if t not in spec.tags]
+    ours_before = previous_digest(status)
+    obs: Observation | None = None
+    outcomes = Outcomes()
+    transient: Failure | None
+    try:
+        obs = observe(ecr, spec, where, source_at, released, read_policy(req.trigger, spec, settings))
+        the_plan = plan(spec, obs, prev_tags, ours_before, req.contested, req.undeletable)
+        outcomes = _execute(ecr, spec, where, obs, the_plan, log)
+        assessment = assess(spec, obs, the_plan, outcomes, req.contested)
+        transient = outcomes.interrupted
+    except EcrCallError as exc:
+        assessment = assess_call_failure(spec, exc.failure)
+        transient = exc.failure if exc.transient else None
+        obs = None
+    ready = assessment.ready
+    # A transient reason (an interrupted write, a throttled read, an upstream that is down) is retried
+    # soon; lastSyncTime stays as it was, so the drift scheduler does not count this as a sync.
+    retry = transient is not None or (ready.status != "True" and is_transient(ready.reason))
+    body = _render(assessment, obs, status, now, req.generation, settings, "keep" if retry else "now")
+    events, tally = _events_and_tally(spec, assessment, outcomes, ours_before)
+    events += _warning_on_entry(assessment, status, settings.max_message_length)
+    result = "transient" if retry else ready.status.lower()
+    return Decision(
+        body,
+        result,
+        tuple(events),
+        assessment.tags,
+        tally,
+        requeue_after=settings.transient_retry_delay if retry else None,
+    )
+
+
+@dataclass(frozen=True)
+class Finalized:
+    events: tuple[Event, ...]
+    tally: Tally = field(default_factory=Tally)
+    requeue_after: float | None = None  # a transient failure: try the deletion again later
+
+
+def finalize(
+    spec: EcrImageTagSpec,
+    status: Mapping[str, Any],
+    permission: Permission,
+    undeletable: Mapping[str, str],
+    ecr: EcrApi,
+    settings: Settings,
+    log: Log,
+) -> Finalized:
+    """deletionPolicy Delete: remove, by tag, the tags that still point at this resource's image and
+    that it may delete now (granted, claimed by no other live resource). Never blocks deletion on a
+    permanent failure: it says what was kept."""
+    limit = settings.max_message_length
+
+    def retained(why: str) -> Finalized:
+        return Finalized((Event("Warning", "TagsRetained", trim(why, limit)),))
+
+    if permission.refused is not None:
+        return retained(f"no tag deleted: {permission.refused}")
+    where = Registry.of(spec.region or settings.region, spec.registry_id, permission.role_arn, permission.namespace)
+    tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
+    try:
+        got = ecr.batch_get_image(where, spec.repository_name, [ImageId(tag=t) for t in tags])
+        digests = {img.image_id.tag: img.digest for img in got.images if img.image_id.tag}
+        owned = [t for t in tags if t not in undeletable]
+        delete, kept = plan_deletion(owned, digests, previous_digest(status))
+        kept += tuple((t, why) for t, why in undeletable.items() if t in tags)
+        failures = ecr.delete_tags(where, spec.repository_name, delete) if delete else ()
+    except EcrCallError as exc:
+        if exc.transient:
+            return Finalized((), requeue_after=settings.transient_retry_delay)
+        return retained(f"no tag deleted: {exc}")
+    failed = {f.tag: f"{f.code}: {f.message}" for f in failures}
+    done = tuple(t for t in delete if t not in failed)
+    for tag in done:
+        log.info(
+            "BatchDeleteImage repository=%s tag=%s old=%s (resource deleted)", spec.repository_name, tag, digests[tag]
+        )
+    events: list[Event] = []
+    if done:
+        events.append(Event("Normal", "TagsDeleted", f"deleted {', '.join(done)}"))
+    kept += tuple((t, why) for t, why in failed.items() if t)
+    if kept:
+        events.append(Event("Warning", "TagsRetained", trim("kept " + "; ".join(f"{t}: {w}" for t, w in kept), limit)))
+    return Finalized(tuple(events), Tally(tuple(("BatchDeleteImage", "deleted") for _ in done)))

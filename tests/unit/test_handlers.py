@@ -1,0 +1,205 @@
+"""The kopf adapters as plain functions: a fake memo and patch, the in-memory ECR, kopf's events
+recorded. They turn kopf's arguments into a request and apply the decision; nothing else."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import pytest
+
+from ecr_tag_operator import handlers, metrics
+from ecr_tag_operator.drift_schedule import entry_of
+from ecr_tag_operator.grants import parse_policy
+from ecr_tag_operator.model import Failure
+from ecr_tag_operator.policy_reporter import PolicyEntry
+from ecr_tag_operator.runtime import Runtime, runtime_of
+from ecr_tag_operator.settings import Settings
+
+from .builders import image_manifest
+from .fake_ecr import FakeEcr
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LOG = logging.getLogger("test")
+REPO = "team-a/web"
+
+
+@pytest.fixture
+def ecr() -> FakeEcr:
+    fake = FakeEcr()
+    fake.push(REPO, image_manifest(1, 2), "build-1")
+    return fake
+
+
+@pytest.fixture
+def memo(ecr: FakeEcr) -> kopf.Memo:
+    return kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr, clock=lambda: NOW))
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    posted: list[tuple[str, str, str]] = []
+
+    def event(obj: Any, *, type: str, reason: str, message: str = "") -> None:
+        posted.append((type, reason, message))
+
+    monkeypatch.setattr(kopf, "event", event)
+    monkeypatch.setattr(
+        kopf, "warn", lambda obj, *, reason, message="": event(obj, type="Warning", reason=reason, message=message)
+    )
+    return posted
+
+
+def body(spec: dict[str, Any], status: dict[str, Any] | None = None, namespace: str = "team-a") -> kopf.Body:
+    return kopf.Body(
+        {  # type: ignore[arg-type]
+            "apiVersion": "ecrtag.dev/v1alpha1",
+            "kind": "EcrImageTag",
+            "metadata": {
+                "name": "web",
+                "namespace": namespace,
+                "uid": "u-1",
+                "generation": 1,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "resourceVersion": "5",
+            },
+            "spec": spec,
+            "status": status or {},
+        }
+    )
+
+
+SPEC = {"repositoryName": REPO, "source": {"tag": "build-1"}, "tags": ["prod"]}
+TEAM_A = {"namespaces": ["team-a"], "registries": [{"write": [{"repositories": ["team-a/**"]}]}]}
+GRANTED: dict[str, Any] = {
+    "policies": {"team-a": [PolicyEntry(parse_policy("team-a", TEAM_A), 1, "1")]},
+    "namespace_labels": {"team-a": [{}]},
+}
+
+
+def view(memo: kopf.Memo, **indexes: Any) -> handlers.Grants:
+    both = GRANTED | indexes
+    return handlers.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
+
+
+def call(memo: kopf.Memo, obj: kopf.Body, reason: str = "create", **indexes: Any) -> kopf.Patch:
+    indexes = GRANTED | indexes
+    patch = kopf.Patch()
+    handlers.reconcile_spec(
+        spec=obj.spec,
+        status=obj.status,
+        meta=obj.meta,
+        body=obj,
+        patch=patch,
+        memo=memo,
+        logger=LOG,
+        reason=reason,
+        **indexes,
+    )
+    return patch
+
+
+def test_a_create_is_reconciled_and_its_decision_applied(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    before = metrics.RECONCILES.labels("create", "true")._value.get()
+    patch = call(memo, body(SPEC))
+    ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "InSync")
+    assert ecr.repo(REPO).tags["prod"] == ecr.repo(REPO).tags["build-1"]
+    assert [(t, r) for t, r, _ in events] == [("Normal", "TagMoved")]
+    assert metrics.RECONCILES.labels("create", "true")._value.get() == before + 1
+
+
+def test_the_scheduler_waits_for_kopf_to_handle_namespaces(memo: kopf.Memo) -> None:
+    assert not runtime_of(memo).handling.is_set()
+    handlers.indexes_ready(memo=memo)
+    assert runtime_of(memo).handling.is_set()
+
+
+def test_a_synced_resource_is_skipped_on_resume(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    patch = call(memo, body(SPEC, {"lastSyncTime": "2026-06-01T00:00:00Z", "observedGeneration": 1}), "resume")
+    assert dict(patch) == {}
+    assert ecr.calls == []
+
+
+def test_an_invalid_spec_is_refused_without_ecr(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    patch = call(memo, body({**SPEC, "tags": ["bad tag"]}))
+    ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ecr.calls == []
+    assert [(t, r) for t, r, _ in events] == [("Warning", "InvalidSpec")]
+
+
+def test_a_namespace_no_policy_grants_is_forbidden(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    patch = call(memo, body(SPEC, namespace="team-b"), namespace_labels={"team-b": [{}]})
+    ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("Forbidden", "no EcrTagPolicy grants namespace team-b anything")
+    assert ecr.calls == []
+    assert [(t, r) for t, r, _ in events] == [("Warning", "Forbidden")]
+
+
+def test_a_transient_failure_asks_kopf_to_retry_after_the_delay(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    ecr.fail_calls["PutImage"] = Failure("PutImage", "ThrottlingException", "slow down")
+    with pytest.raises(kopf.TemporaryError) as err:
+        call(memo, body(SPEC))
+    assert err.value.delay == runtime_of(memo).settings.transient_retry_delay
+
+
+def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    obj = body(SPEC, {"observedGeneration": 1})
+    decision = handlers._drift_check(
+        dict(obj),
+        "drift",
+        runtime=runtime_of(memo),
+        settings=kopf.OperatorSettings(),
+        tag_claims={},
+        view=lambda: view(memo),
+    )
+    assert decision is not None
+    assert decision.result == "true"
+    assert (
+        handlers._drift_check(
+            dict(body({"tags": []})),
+            "drift",
+            runtime=runtime_of(memo),
+            settings=kopf.OperatorSettings(),
+            tag_claims={},
+            view=lambda: view(memo),
+        )
+        is None
+    )
+
+
+def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
+    runtime = runtime_of(memo)
+    obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
+    entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
+    assert entry is not None
+    granted = handlers._urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
+    lifted = handlers._urgency(runtime, {}, {}, GRANTED["namespace_labels"])
+    assert granted(entry)  # a policy grants it now
+    assert not lifted(entry)  # still refused: nothing new
+    owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
+    contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1", "")
+    assert contested_entry is not None
+    assert granted(contested_entry)  # the owner it named is gone
+    assert lifted(contested_entry)  # its grant was lifted: Forbidden now
+
+
+def test_deletion_removes_the_tags_still_at_our_image(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    spec = {**SPEC, "deletionPolicy": "Delete"}
+    patch = call(memo, body(spec))
+    status = dict(patch.status)
+    obj = body(spec, status)
+    handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
+    assert "prod" not in ecr.repo(REPO).tags
+    assert ("Normal", "TagsDeleted", "deleted prod") in events
