@@ -45,6 +45,7 @@ class ObjectStore(Protocol):
 
 
 Check = Callable[[dict[str, Any], str], Decision | None]
+Urgent = Callable[[Entry], bool]
 Record = Callable[[str, str, Decision], None]  # (uid, trigger, decision): the metrics
 
 
@@ -65,7 +66,7 @@ class DriftScheduler:
         self,
         *,
         entries: Callable[[], Iterable[Entry]],
-        urgent: Callable[[Entry], bool],
+        urgency: Callable[[], Urgent],
         keep_only: Callable[[set[str]], None],
         check: Check,
         record: Record,
@@ -75,7 +76,7 @@ class DriftScheduler:
         ready: Callable[[], bool],
     ) -> None:
         self._entries = entries
-        self._urgent = urgent
+        self._urgency = urgency  # called on the event loop each tick: copies the indexes it needs
         self._keep_only = keep_only  # drops per-resource state of the resources no longer indexed
         self._check = check
         self._record = record
@@ -110,16 +111,20 @@ class DriftScheduler:
         live = {e.uid for e in entries}
         self._keep_only(live)
         self._checked = {uid: at for uid, at in self._checked.items() if uid in live}
-        groups = pick(
+        held, checked = set(self._held), dict(self._checked)
+        # The scan is CPU work over every resource: on a thread, so the event loop (kopf's watches,
+        # the liveness probe) is not held up by it; the indexes were copied on the loop just before.
+        groups = await asyncio.to_thread(
+            pick,
             entries,
             now,
             jitter=t.jitter,
             early=t.early,
             rescue_after=t.rescue_after,
-            urgent=self._urgent,
-            waiting=lambda e: e.uid in self._held,
+            urgent=self._urgency(),
+            waiting=lambda e: e.uid in held,
             max_members=t.group_size,
-            checked=self._checked,
+            checked=checked,
         )
         slots = asyncio.Semaphore(t.parallel_groups)
 

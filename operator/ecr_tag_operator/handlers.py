@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -17,8 +16,8 @@ from . import apisession, authz, core, grants, metrics
 from .apisession import KubeObjects
 from .core import Decision, Request
 from .drift_schedule import Entry, Group, entry_of
-from .drift_scheduler import DriftScheduler, Tuning
-from .ownership import Claim, ClaimKey, claim_of, claimed_elsewhere, claims, contested
+from .drift_scheduler import DriftScheduler, Tuning, Urgent
+from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, claims, contested
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .settings import Settings
@@ -129,33 +128,36 @@ def drift_entries(
 
 
 class Grants:
-    """The adapters' view of the grants: valid policies and namespace labels from kopf's indexes.
+    """The adapters' view of the grants, from kopf's indexes: the valid policies and each namespace's
+    labels. One is made per reconcile (a write or a delete asks the grants now) and one per drift
+    tick, from copies taken on the event loop; answers are kept for the view's short life."""
 
-    Asked fresh for every reconcile (a write or a delete asks the grants now); the drift scheduler's
-    scan for urgent checks, which asks for every resource each tick, keeps answers for ``ttl`` seconds."""
-
-    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels, ttl: float = 0.0) -> None:
+    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> None:
         self._runtime = runtime
-        self._policies = policies
+        self._valid = [
+            e.parsed for entries in policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
+        ]
         self._labels = labels
-        self._ttl = ttl
-        self._kept: dict[str, tuple[float, grants.NamespaceGrants]] = {}
+        self._kept: dict[str, grants.NamespaceGrants] = {}
+
+    @classmethod
+    def snapshot(cls, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> Grants:
+        """A view that no longer follows the indexes: safe to use off the event loop."""
+        return cls(runtime, {k: tuple(v) for k, v in policies.items()}, {k: tuple(v) for k, v in labels.items()})
 
     def of(self, namespace: str) -> grants.NamespaceGrants:
-        now = time.monotonic()
-        kept = self._kept.get(namespace)
-        if kept is not None and now - kept[0] < self._ttl:
-            return kept[1]
-        valid = [
-            e.parsed for entries in self._policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
-        ]
-        labels = next(iter(self._labels.get(namespace) or ()), {})
-        found = authz.namespace_grants(
-            valid, namespace, labels, self._runtime.own_account, self._runtime.settings.region
-        )
-        if self._ttl:
-            self._kept[namespace] = (now, found)
+        found = self._kept.get(namespace)
+        if found is None:
+            labels = next(iter(self._labels.get(namespace) or ()), {})
+            found = authz.namespace_grants(
+                self._valid, namespace, labels, self._runtime.own_account, self._runtime.settings.region
+            )
+            self._kept[namespace] = found
         return found
+
+    def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
+        """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
+        return self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
 
 
 def _request(
@@ -176,8 +178,7 @@ def _request(
     me = claim_of(meta, spec, region, account)
 
     def granted(key: ClaimKey) -> list[Claim]:
-        # Only claims their namespace is granted now count: a refused resource cannot squat a tag.
-        return [c for c in tag_claims.get(key, ()) if view.of(c.namespace).may_write(key[0], key[1], key[2], key[3])]
+        return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
 
     owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
@@ -240,15 +241,22 @@ def reconcile_spec(
 # -- the drift scheduler's adapters --------------------------------------------------------------------
 
 
-def _urgent(entry: Entry, runtime: Runtime, tag_claims: TagClaims, view: Grants) -> bool:
-    """Act now, not at the next drift: a grant was given or lifted (a policy or a namespace's labels
-    changed), or a tag's owner changed (the winner was deleted, let the tag go, or lost its grant)."""
-    meta = {"namespace": entry.namespace, "name": entry.name, "creationTimestamp": entry.claim.created}
-    request = _request(entry.spec, {}, meta, "drift", runtime, tag_claims, view)
-    allowed = request.permission.refused is None
-    if allowed == (entry.ready_reason == "Forbidden"):
-        return True
-    return allowed and set(request.contested) != entry.conflicts
+def _urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
+    """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
+    the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
+    view = Grants.snapshot(runtime, policies, labels)
+    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
+    region, account = runtime.settings.region, runtime.own_account
+
+    def urgent(entry: Entry) -> bool:
+        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
+        changed (the winner was deleted, let the tag go, or lost its grant)."""
+        allowed = authz.permission(entry.spec, entry.namespace, view.of(entry.namespace)).refused is None
+        if allowed == (entry.ready_reason == "Forbidden"):
+            return True
+        return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
+
+    return urgent
 
 
 def _drift_check(
@@ -258,7 +266,7 @@ def _drift_check(
     runtime: Runtime,
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
-    view: Grants,
+    view: Callable[[], Grants],
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
     threads; the scheduler applies the decision."""
@@ -272,7 +280,7 @@ def _drift_check(
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view)
+    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
     with runtime.lock_for(str(body.meta.get("uid"))):
         return core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
 
@@ -294,8 +302,7 @@ async def start_drift_scheduler(
 ) -> None:
     runtime = _runtime(memo)
     ours = runtime.settings
-    view = Grants(runtime, policies, namespace_labels)
-    scan = Grants(runtime, policies, namespace_labels, ttl=ours.drift_tick / 5)
+
     store = KubeObjects(
         lambda: runtime.credentials,
         f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
@@ -305,9 +312,15 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgent=lambda entry: _urgent(entry, runtime, tag_claims, scan),
+        urgency=functools.partial(_urgency, runtime, tag_claims, policies, namespace_labels),
         keep_only=functools.partial(_forget_gone, runtime),
-        check=functools.partial(_drift_check, runtime=runtime, settings=settings, tag_claims=tag_claims, view=view),
+        check=functools.partial(
+            _drift_check,
+            runtime=runtime,
+            settings=settings,
+            tag_claims=tag_claims,
+            view=lambda: Grants(runtime, policies, namespace_labels),
+        ),
         record=record,
         store=store,
         tuning=Tuning(

@@ -105,3 +105,31 @@ def claimed_elsewhere(
         if others:
             out[tag] = min(others).shown_to(me.namespace)
     return out
+
+
+class Winners:
+    """Claims per key, each key's granted claims sorted once (O(claims) per drift tick), so that who
+    owns a tag is looked up, not recomputed for every resource that wants it."""
+
+    def __init__(self, index: Mapping[ClaimKey, Iterable[Claim]], granted: Callable[[ClaimKey, Claim], bool]) -> None:
+        self._index = index
+        self._granted = granted
+        self._sorted: dict[ClaimKey, list[Claim]] = {}
+
+    def _claims(self, key: ClaimKey) -> list[Claim]:
+        found = self._sorted.get(key)
+        if found is None:
+            found = self._sorted[key] = sorted(c for c in self._index.get(key, ()) if self._granted(key, c))
+        return found
+
+    def contested(self, spec: EcrImageTagSpec, me: Claim, default_region: str, own_account: str) -> dict[str, str]:
+        """As :func:`contested`, from the sorted claims: the first rival older than ``me`` owns a tag."""
+        out: dict[str, str] = {}
+        for key in claim_keys(spec, default_region, own_account):
+            for claim in self._claims(key):
+                if not claim < me:
+                    break
+                if (claim.namespace, claim.name) != (me.namespace, me.name) and claim.source != me.source:
+                    out[key[3]] = claim.shown_to(me.namespace)
+                    break
+        return out

@@ -47,7 +47,7 @@ class Store:
 def scheduler(entries: list[Entry], store: Store, check: Any, clock: list[datetime]) -> DriftScheduler:
     return DriftScheduler(
         entries=lambda: entries,
-        urgent=lambda _: False,
+        urgency=lambda: lambda _: False,
         keep_only=lambda _: None,
         check=check,
         record=lambda uid, trigger, decision: recorded.append((uid, trigger, decision.result)),

@@ -160,7 +160,7 @@ def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: ko
         runtime=runtime_of(memo),
         settings=kopf.OperatorSettings(),
         tag_claims={},
-        view=view(memo),
+        view=lambda: view(memo),
     )
     assert decision is not None
     assert decision.result == "true"
@@ -171,7 +171,7 @@ def test_the_drift_check_adapter_returns_the_decision_for_the_scheduler(memo: ko
             runtime=runtime_of(memo),
             settings=kopf.OperatorSettings(),
             tag_claims={},
-            view=view(memo),
+            view=lambda: view(memo),
         )
         is None
     )
@@ -182,14 +182,15 @@ def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
     entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    assert handlers._urgent(entry, runtime, {}, view(memo))  # a policy grants it now
+    granted = handlers._urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
+    lifted = handlers._urgency(runtime, {}, {}, GRANTED["namespace_labels"])
+    assert granted(entry)  # a policy grants it now
+    assert not lifted(entry)  # still refused: nothing new
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
     contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1", "")
     assert contested_entry is not None
-    assert handlers._urgent(contested_entry, runtime, {}, view(memo))  # the owner it named is gone
-    lifted = view(memo, policies={})
-    assert handlers._urgent(contested_entry, runtime, {}, lifted)  # its grant was lifted: Forbidden now
-    assert not handlers._urgent(entry, runtime, {}, lifted)  # still refused: nothing new
+    assert granted(contested_entry)  # the owner it named is gone
+    assert lifted(contested_entry)  # its grant was lifted: Forbidden now
 
 
 def test_deletion_removes_the_tags_still_at_our_image(

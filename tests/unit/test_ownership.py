@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecr_tag_operator.ownership import ANOTHER_NAMESPACE, Claim, claim_of, claimed_elsewhere, claims, contested
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecr_tag_operator.ownership import ANOTHER_NAMESPACE, Claim, Winners, claim_of, claimed_elsewhere, claims, contested
 from ecr_tag_operator.spec import parse_spec
 
 OWN = "111122223333"
@@ -110,3 +113,31 @@ def test_winner_gone_next_claimant_takes_over() -> None:
     assert owners_for(*c, index_of(a, b, c)) == {"prod": "team-a/a"}
     assert owners_for(*c, index_of(b, c)) == {"prod": "team-a/b"}
     assert owners_for(*b, index_of(b, c)) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from(["team-a", "team-b"]),
+            st.sampled_from(["b1", "b2"]),
+            st.lists(st.sampled_from(["prod", "qa", "dev"]), min_size=1, max_size=3, unique=True),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_winners_of_a_tick_agree_with_contested_per_resource(
+    resources: list[tuple[int, str, str, list[str]]],
+) -> None:
+    made = [
+        (meta(f"r{n}", f"2026-01-0{day + 1}T00:00:00Z", ns=ns), raw(src, tags))
+        for n, (day, ns, src, tags) in enumerate(resources)
+    ]
+    index = index_of(*made)
+    winners = Winners(index, lambda key, claim: True)
+    for m, s in made:
+        spec = parse_spec(s)
+        me = claim_of(m, spec, "us-east-1", OWN)
+        assert winners.contested(spec, me, "us-east-1", OWN) == owners_for(m, s, index)
