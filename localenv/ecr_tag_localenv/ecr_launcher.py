@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecr_tag_localenv.ecr_control import EmulatorControl
+from ecr_tag_localenv.processes import stop_process
 
 REGION = "us-east-1"
 DUMMY_ACCESS_KEY_ID = "testing"
@@ -54,16 +55,6 @@ def client_env(endpoint_url: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=grace)
 
 
 @contextmanager
@@ -113,7 +104,7 @@ def start_emulator(
                 env=client_env(endpoint_url),
             )
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], port_file: Path, log_path: Path, timeout: float) -> str:
@@ -130,7 +121,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], port_file: Path, log_p
         if control is not None and control.healthy():
             return control.endpoint_url
         if time.monotonic() > deadline:
-            _stop(process)
+            stop_process(process)
             raise EmulatorStartError(
                 f"ECR emulator not serving after {timeout}s:\n{log_path.read_text(errors='replace')}"
             )
