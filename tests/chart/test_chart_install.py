@@ -458,8 +458,11 @@ def test_policy_guard_lets_only_admins_change_policies(
                 "create", "--dry-run=server", f"--as={user}", "-f", "-", input=_policy(name, spec), check=False
             )
 
-        assert _eventually(lambda: "may create, change or delete EcrTagPolicies" in attempt().stderr), attempt().stderr
-        refused = attempt().stderr
+        refused = wait_for(
+            "the policy guard to refuse the user",
+            lambda: (err := attempt().stderr) if "may create, change or delete EcrTagPolicies" in err else None,
+            timeout=30,
+        )
         assert f"only members of system:masters may create, change or delete EcrTagPolicies, not {user}" in refused
         # An admin may; then the user may neither change nor delete it.
         control_plane.kubectl("create", "-f", "-", input=_policy(name, spec))
