@@ -458,11 +458,11 @@ def test_policy_guard_lets_only_admins_change_policies(
                 "create", "--dry-run=server", f"--as={user}", "-f", "-", input=_policy(name, spec), check=False
             )
 
-        refused = wait_for(
-            "the policy guard to refuse the user",
-            lambda: (err := attempt().stderr) if "may create, change or delete EcrTagPolicies" in err else None,
-            timeout=30,
-        )
+        def refusal() -> str | None:
+            err = attempt().stderr
+            return err if "may create, change or delete EcrTagPolicies" in err else None
+
+        refused = wait_for("the policy guard to refuse the user", refusal, timeout=30)
         assert f"only members of system:masters may create, change or delete EcrTagPolicies, not {user}" in refused
         # An admin may; then the user may neither change nor delete it.
         control_plane.kubectl("create", "-f", "-", input=_policy(name, spec))
