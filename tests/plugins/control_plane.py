@@ -91,13 +91,15 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
 
 
 @contextlib.contextmanager
-def fresh_namespace(cluster: KubeCluster, prefix: str = "test") -> Iterator[str]:
-    """A new namespace named ``prefix-<random>``, deleted afterwards.
+def fresh_namespace(cluster: KubeCluster, prefix: str = "test", labels: dict[str, str] | None = None) -> Iterator[str]:
+    """A new namespace named ``prefix-<random>`` (with ``labels``), deleted afterwards.
 
     Deletion is not awaited: with no namespace controller running it stays Terminating forever.
     """
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
     try:
         yield name
     finally:
