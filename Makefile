@@ -31,11 +31,19 @@ lint: venv
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.lock
 
+# Test order is shuffled by pytest-randomly (modules, and the tests within each): every directory and
+# test must pass alone and in any order. The header prints the seed ("Using --randomly-seed=N");
+# `make test SEED=N` replays that order.
+SEED ?= default
+# Line coverage of the operator's package, its child processes in the end-to-end tests included,
+# printed per module; what is measured and how is in pyproject.toml ([tool.coverage.*]).
+COVERAGE := --cov --cov-report=term
+
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's
 # registry face, and `demo --once` with its output checked).
 test: venv binaries oci-conformance lint
-	$(BIN)/pytest -m "not slow" tests
+	$(BIN)/pytest -m "not slow" -p randomly --randomly-seed=$(SEED) $(COVERAGE) tests
 
 # Unit tests only: no processes started.
 test-fast: venv
@@ -45,4 +53,4 @@ demo: venv binaries
 	$(BIN)/ecr-tag-demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

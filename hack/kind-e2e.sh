@@ -10,5 +10,8 @@ trap 'kind delete cluster --name "$cluster" >/dev/null 2>&1 || true; rm -f "$kub
 
 make venv binaries
 kind create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 120s
-# envtest's convention: USE_EXISTING_CLUSTER=true runs the suite against $KUBECONFIG.
-USE_EXISTING_CLUSTER=true KUBECONFIG="$kubeconfig" .venv/bin/pytest -m e2e tests/e2e tests/chart "$@"
+# envtest's convention: USE_EXISTING_CLUSTER=true runs the suite against $KUBECONFIG. The order is
+# shuffled as in `make test` (the seed is printed; SEED=N replays it): the session's operator serves
+# only namespaces of its own, so the chart and Argo CD tests share the cluster with it in any order.
+USE_EXISTING_CLUSTER=true KUBECONFIG="$kubeconfig" .venv/bin/pytest -m e2e -p randomly \
+  --randomly-seed="${SEED:-default}" tests/e2e tests/chart tests/argocd/test_against_apiserver.py "$@"

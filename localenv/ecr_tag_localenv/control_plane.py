@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ecr_tag_localenv.processes import free_port, stop_process
 
 __all__ = [
     "BIN_DIR_ENV",
@@ -413,14 +414,6 @@ def _generate_certs(cert_dir: Path) -> _Certs:
 # Processes
 
 
-def _free_port() -> int:
-    # Racy in principle (the port is free now, not necessarily at bind time), as in envtest;
-    # a lost race shows up as a start-up failure with "address already in use" in the log tail.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the test runner is killed outright (SIGKILL,
     # OOM) the kernel kills etcd and kube-apiserver too instead of leaving them orphaned.
@@ -439,16 +432,6 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class _Resources:
     """What ControlPlane must release; kept apart from it so a weakref finalizer can hold it."""
@@ -461,7 +444,7 @@ class _Resources:
     def release(self) -> None:
         # Reverse start order: kube-apiserver before the etcd it writes to.
         while self.processes:
-            _stop_process(self.processes.pop()[1], self.stop_grace)
+            stop_process(self.processes.pop()[1], self.stop_grace)
         while self.log_files:
             self.log_files.pop().close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -537,7 +520,7 @@ class ControlPlane(KubeCluster):
             deadline = began + self.start_timeout
             certs = self._certs = _generate_certs(res.tmp_dir / "certs")
             etcd_url = self._start_etcd(res, deadline)
-            port = self._apiserver_port = _free_port()
+            port = self._apiserver_port = free_port()
             self._server_url = f"https://127.0.0.1:{port}"
             self.kubeconfig_path = res.tmp_dir / "admin.kubeconfig"
             _write_kubeconfig(
@@ -576,7 +559,7 @@ class ControlPlane(KubeCluster):
                 if kill and entry[1].poll() is None:
                     entry[1].kill()
                     entry[1].wait()
-                _stop_process(entry[1], res.stop_grace)
+                stop_process(entry[1], res.stop_grace)
         if downtime > 0:
             time.sleep(downtime)  # the outage asked for, not a wait for a condition
         try:
@@ -629,7 +612,7 @@ class ControlPlane(KubeCluster):
         return proc, log_path
 
     def _start_etcd(self, res: _Resources, deadline: float, ports: tuple[int, int] | None = None) -> str:
-        client, peer = ports or (_free_port(), _free_port())
+        client, peer = ports or (free_port(), free_port())
         self._etcd_ports = (client, peer)
         client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
         proc, log = self._spawn(

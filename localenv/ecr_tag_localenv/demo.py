@@ -14,7 +14,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -26,8 +25,9 @@ from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.clients import plain_client
 from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries, repo_root
 from ecr_tag_localenv.ecr_launcher import REGION, start_emulator
+from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
-from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
+from ecr_tag_localenv.waiting import wait_for
 
 EXAMPLE = "examples/basic.yaml"
 READY_TIMEOUT = 90.0
@@ -54,16 +54,18 @@ def _interrupts_as_exit() -> Iterator[threading.Event]:
 
 
 def _wait_ready(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT
-    obj: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        out = cp.kubectl("get", "ecrimagetag", name, "-n", namespace, "-o", "json").stdout
-        obj = json.loads(out)
-        ready = [c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
-        if ready and ready[0].get("status") in ("True", "False") and ready[0].get("reason") != "Reconciling":
-            return obj
-        time.sleep(0.3)
-    raise TimeoutError(f"{namespace}/{name} has no Ready condition after {READY_TIMEOUT}s: {obj.get('status')}")
+    seen: dict[str, Any] = {}
+
+    def ready() -> dict[str, Any] | None:
+        seen.update(json.loads(cp.kubectl("get", "ecrimagetag", name, "-n", namespace, "-o", "json").stdout))
+        cond = [c for c in seen.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
+        settled = cond and cond[0].get("status") in ("True", "False") and cond[0].get("reason") != "Reconciling"
+        return dict(seen) if settled else None
+
+    try:
+        return wait_for(f"a Ready condition on {namespace}/{name}", ready, timeout=READY_TIMEOUT, every=0.3)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; its status: {seen.get('status')}") from None
 
 
 def run_demo(*, once: bool) -> int:
@@ -107,13 +109,6 @@ def run_demo(*, once: bool) -> int:
                     stop.wait()
                 say("stopping the operator, kube-apiserver, etcd and the ECR emulator")
     return 0 if ok else 1
-
-
-def tag_digest(client: Any, repository: str, tag: str) -> str | None:
-    got = client.batch_get_image(
-        repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
-    )
-    return got["images"][0]["imageId"]["imageDigest"] if got["images"] else None
 
 
 def main(argv: list[str] | None = None) -> int:

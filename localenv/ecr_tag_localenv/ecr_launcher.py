@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ecr_tag_localenv.ecr_control import EmulatorControl
 from ecr_tag_localenv.oci_address import DEFAULT_REGION, registry_host
+from ecr_tag_localenv.processes import stop_process
 
 REGION = DEFAULT_REGION
 DUMMY_ACCESS_KEY_ID = "testing"
@@ -66,16 +67,6 @@ def client_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=grace)
-
-
 @contextmanager
 def start_emulator(
     extra_args: Sequence[str] = (),
@@ -123,7 +114,7 @@ def start_emulator(
                 env=client_env(endpoint_url),
             )
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], port_file: Path, log_path: Path, timeout: float) -> str:
@@ -140,7 +131,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], port_file: Path, log_p
         if control is not None and control.healthy():
             return control.endpoint_url
         if time.monotonic() > deadline:
-            _stop(process)
+            stop_process(process)
             raise EmulatorStartError(
                 f"ECR emulator not serving after {timeout}s:\n{log_path.read_text(errors='replace')}"
             )

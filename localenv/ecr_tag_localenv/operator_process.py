@@ -4,8 +4,6 @@ end-to-end tests, fault tests, benchmarks and the demo."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,16 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from ecr_tag_localenv.processes import free_port, kill_process, stop_process
+
 
 class OperatorStartError(RuntimeError):
     """The operator exited or never answered on its liveness endpoint; the message has its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class OperatorProcess:
@@ -93,18 +86,12 @@ class OperatorProcess:
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as when a node dies."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            kill_process(self.process)
 
     def stop(self, grace: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            stop_process(self.process, grace)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -145,6 +145,7 @@ class SharedReads:
     def batch_get_image(
         self, where: Registry, repository: str, ids: Sequence[ImageId], policy: ReadPolicy = NO_POLICY
     ) -> Images:
+        where = where.identity  # reads with the same credentials are shared, whichever namespace asks
         images: list[Image] = []
         wanted: list[ImageId] = []
         for image_id in ids:
@@ -176,6 +177,7 @@ class SharedReads:
     def check_layers(
         self, where: Registry, repository: str, digests: Sequence[str], policy: ReadPolicy = NO_POLICY
     ) -> Layers:
+        where = where.identity
         found: list[LayerInfo] = []
         wanted: list[str] = []
         for digest in digests:
@@ -206,6 +208,7 @@ class SharedReads:
 
     def describe_mutability(self, where: Registry, repository: str, policy: ReadPolicy = NO_POLICY) -> Mutability:
         """Cached for as long as an AVAILABLE layer: a repository's mutability changes rarely."""
+        where = where.identity
         key = ("mutability", where, repository)
         cached = self._get(key, policy.layer_max_age) if policy.layer_max_age else None
         if isinstance(cached, Mutability):

@@ -135,6 +135,7 @@ def pick(
     rescue_after: float,
     urgent: Callable[[Entry], bool],
     waiting: Callable[[Entry], bool],
+    deferred: Callable[[Entry], bool] = lambda _: False,
     max_members: int,
     checked: Mapping[str, datetime] | None = None,
     max_reads: int = MAX_IDS_PER_CALL,
@@ -142,7 +143,8 @@ def pick(
     """The checks to run now, in groups that read one repository and fit one BatchGetImage.
 
     A check runs when it is due, when ``urgent`` says so (an owner changed, a refusal may have
-    lifted), or when a lost creation needs rescue; not while ``waiting`` (after a transient failure).
+    lifted), when a spec change was ``deferred`` (its namespace had its share of reconciles in flight)
+    or a lost creation needs rescue; not while ``waiting`` (after a transient failure).
     ``checked`` has when this process last checked each resource (by uid).
     Where a group runs anyway and has room, checks due within ``early`` (a fraction of their
     interval) join it: they would need a call of their own otherwise.
@@ -153,7 +155,9 @@ def pick(
         if waiting(entry):
             continue
         if entry.generation != entry.observed_generation:
-            if lost_creation(entry, now, rescue_after):
+            if deferred(entry):  # a spec change its namespace had no slot for: now the scheduler's
+                runs.setdefault(entry.group, []).append(Pick(entry, "spec"))
+            elif lost_creation(entry, now, rescue_after):
                 runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
             continue  # the spec handler has a change to handle first
         due = due_time(entry, jitter, (checked or {}).get(entry.uid))

@@ -67,6 +67,7 @@ class DriftScheduler:
         *,
         entries: Callable[[], Iterable[Entry]],
         urgency: Callable[[], Urgent],
+        deferred: Callable[[str], bool] = lambda _: False,
         keep_only: Callable[[set[str]], None],
         check: Check,
         record: Record,
@@ -77,6 +78,7 @@ class DriftScheduler:
     ) -> None:
         self._entries = entries
         self._urgency = urgency  # called on the event loop each tick: copies the indexes it needs
+        self._deferred = deferred  # by uid: spec changes handed over for want of a namespace slot
         self._keep_only = keep_only  # drops per-resource state of the resources no longer indexed
         self._check = check
         self._record = record
@@ -123,6 +125,7 @@ class DriftScheduler:
             rescue_after=t.rescue_after,
             urgent=self._urgency(),
             waiting=lambda e: e.uid in held,
+            deferred=lambda e: self._deferred(e.uid),
             max_members=t.group_size,
             checked=checked,
         )

@@ -38,7 +38,7 @@ from .model import (
     Registry,
 )
 from .ports import NO_POLICY
-from .ratelimit import RateLimits
+from .ratelimit import FAIR_OPERATIONS, RateLimits
 from .reasons import code_is_transient
 from .settings import Settings
 
@@ -119,9 +119,18 @@ class Boto3Ecr:
 
         def pace(event_name: str, request: Any = None, **_: Any) -> None:
             registry = _registry_of(getattr(request, "body", None)) or own
-            self._limits.acquire(registry, region, event_name.rsplit(".", 1)[-1])
+            operation = event_name.rsplit(".", 1)[-1]
+            if operation not in FAIR_OPERATIONS:
+                self._limits.acquire(registry, region, operation)
+            elif _attempt(request) > 1:  # the first attempt took its token in its tenant's turn
+                self._limits.acquire_fair(registry, region, operation, _RETRIES)
 
         return pace
+
+    def _take_turn(self, where: Registry, operation: str) -> None:
+        """A write's first token, in its namespace's turn (see ratelimit.FairBucket)."""
+        own = where.role_arn.split(":")[4] if where.role_arn and where.role_arn.count(":") >= 5 else None
+        self._limits.acquire_fair(where.registry_id or own, where.region, operation, where.session or "")
 
     def _call(self, operation: str, where: Registry, **kwargs: Any) -> Any:
         client = self._client(where)
@@ -222,6 +231,7 @@ class Boto3Ecr:
     def put_image(
         self, where: Registry, repository: str, tag: str, manifest: str, media_type: str, digest: str
     ) -> PutOutcome:
+        self._take_turn(where, "PutImage")
         try:
             self._call(
                 "PutImage",
@@ -284,6 +294,7 @@ class Boto3Ecr:
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         failures: list[Failure] = []
         for chunk in _chunks(tags):
+            self._take_turn(where, "BatchDeleteImage")
             resp = self._call(
                 "BatchDeleteImage",
                 where,
@@ -387,6 +398,21 @@ def _retry_all_but_limits(client: Any) -> None:
     )
     events.register("after-call.ecr", retry_quota.release_retry_quota)
     events.register("needs-retry.ecr", handler.needs_retry, unique_id="retry-config-ecr")
+
+
+_RETRIES = "(retries)"  # botocore's retries of writes share the quota as a tenant of their own
+
+
+def _attempt(request: Any) -> int:
+    """Which attempt a request is, from the amz-sdk-request header botocore sets (1 when absent)."""
+    header = (getattr(request, "headers", None) or {}).get("amz-sdk-request", "")
+    if isinstance(header, bytes):
+        header = header.decode()
+    for part in str(header).split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "attempt" and value.isdigit():
+            return int(value)
+    return 1
 
 
 def _registry_of(body: Any) -> str | None:

@@ -232,9 +232,22 @@ def reconcile_spec(
         return
     if trigger == "resume" and core.skip_on_resume(status, meta.get("generation")):
         return
-    request = _request(parsed, status, meta, trigger, runtime, tag_claims, Grants(runtime, policies, namespace_labels))
-    with runtime.lock_for(str(meta.get("uid"))):
-        decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    namespace, uid = str(meta.get("namespace")), str(meta.get("uid"))
+    if not runtime.enter(namespace):
+        # The namespace has its share of reconciles in flight: this change waits its turn in the drift
+        # scheduler instead of holding one of kopf's workers (and a PutImage token) from the others.
+        runtime.defer(uid)
+        logger.info("namespace %s has %d reconciles in flight: queued", namespace, runtime.settings.namespace_in_flight)
+        return
+    try:
+        request = _request(
+            parsed, status, meta, trigger, runtime, tag_claims, Grants(runtime, policies, namespace_labels)
+        )
+        with runtime.lock_for(uid):
+            decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    finally:
+        runtime.leave(namespace)
+    runtime.undefer(uid)
     _apply(decision, patch, body, trigger)
 
 
@@ -280,9 +293,17 @@ def _drift_check(
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
-    with runtime.lock_for(str(body.meta.get("uid"))):
-        return core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    namespace, uid = str(body.meta.get("namespace")), str(body.meta.get("uid"))
+    if not runtime.enter(namespace):
+        return None  # its namespace is at its share: a later tick
+    try:
+        request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+        with runtime.lock_for(uid):
+            decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    finally:
+        runtime.leave(namespace)
+    runtime.undefer(uid)
+    return decision
 
 
 def _forget_gone(runtime: Runtime, uids: set[str]) -> None:
@@ -313,6 +334,7 @@ async def start_drift_scheduler(
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
         urgency=functools.partial(_urgency, runtime, tag_claims, policies, namespace_labels),
+        deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
             _drift_check,

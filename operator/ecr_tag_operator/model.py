@@ -93,13 +93,19 @@ class Registry:
     region: str
     registry_id: str | None
     role_arn: str | None = None
-    # The namespace the assumed role's session is for (its SourceIdentity and session tag); only with
-    # a role: the operator's own credentials are one identity for every namespace.
+    # The namespace the call is for: its writes' turn in the shared quota, and with a role the assumed
+    # session's name, SourceIdentity and session tag.
     session: str | None = None
 
     @classmethod
     def of(cls, region: str, registry_id: str | None, role_arn: str | None, namespace: str | None) -> Registry:
-        return cls(region, registry_id, role_arn, namespace if role_arn else None)
+        return cls(region, registry_id, role_arn, namespace)
+
+    @property
+    def identity(self) -> Registry:
+        """The same registry as one set of credentials sees it: the namespace matters only when a role
+        is assumed for it (reads of the operator's own credentials are shared by every namespace)."""
+        return self if self.role_arn else Registry(self.region, self.registry_id, None, None)
 
 
 class EcrCallError(Exception):

@@ -37,6 +37,10 @@ class Runtime:
     handling: threading.Event = field(default_factory=threading.Event)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    # Fair sharing between namespaces: reconciles in flight per namespace, and the resources whose
+    # spec change found its namespace at its cap (the drift scheduler takes them over, in turn).
+    _in_flight: dict[str, int] = field(default_factory=dict)
+    _deferred: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -51,15 +55,46 @@ class Runtime:
         with self._guard:
             return self._locks.setdefault(uid, threading.Lock())
 
+    def enter(self, namespace: str) -> bool:
+        """A reconcile slot of the namespace, without waiting: False when it has its share in flight."""
+        with self._guard:
+            busy = self._in_flight.get(namespace, 0)
+            if busy >= self.settings.namespace_in_flight:
+                return False
+            self._in_flight[namespace] = busy + 1
+            return True
+
+    def leave(self, namespace: str) -> None:
+        with self._guard:
+            left = self._in_flight.get(namespace, 1) - 1
+            if left > 0:
+                self._in_flight[namespace] = left
+            else:
+                self._in_flight.pop(namespace, None)
+
+    def defer(self, uid: str) -> None:
+        with self._guard:
+            self._deferred.add(uid)
+
+    def undefer(self, uid: str) -> None:
+        with self._guard:
+            self._deferred.discard(uid)
+
+    def deferred(self, uid: str) -> bool:
+        with self._guard:
+            return uid in self._deferred
+
     def forget(self, uid: str) -> None:
         with self._guard:
             self._locks.pop(uid, None)
+            self._deferred.discard(uid)
 
     def keep_only(self, uids: set[str]) -> None:
         """Drop what is kept for resources that are gone (most leave without a delete handler)."""
         with self._guard:
             for uid in [u for u in self._locks if u not in uids]:
                 del self._locks[uid]
+            self._deferred &= uids
 
 
 def runtime_of(memo: Any) -> Runtime:

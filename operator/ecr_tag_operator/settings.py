@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         pattern=r"^[0-9]{12}$",
         description="The operator's own account, for grants that name none; default: STS GetCallerIdentity.",
     )
+    namespace_in_flight: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="Reconciles of one namespace in flight at most; more wait their turn in the drift "
+        "scheduler, so that one namespace's backlog never holds every worker.",
+    )
     max_clients: int = Field(
         default=64, ge=1, le=4096, description="AWS clients kept at most (one per region, role and namespace)."
     )

@@ -10,17 +10,17 @@ import json
 import os
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ecr_tag_localenv.control_plane import KubeCluster
+from ecr_tag_localenv.waiting import wait_for
 from tests.chart.helm import (
     CHART,
     HEALTH_CHECK_KEY,
@@ -37,16 +37,6 @@ pytestmark = pytest.mark.e2e
 
 CRD_NAME = "ecrimagetags.ecrtag.dev"
 POLICY_CRD_NAME = "ecrtagpolicies.ecrtag.dev"
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    # RBAC bindings and admission policies reach the apiserver's caches through informers: poll.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 class Release:
@@ -137,7 +127,8 @@ def _assert_all_exist(cluster: KubeCluster, objs: list[dict[str, object]]) -> No
 
 def _assert_namespaces_read_only(release: Release) -> None:
     """The namespaces index: Namespaces (cluster-scoped) listed and watched, nothing else."""
-    assert _eventually(lambda: release.can_i("watch", "namespaces"))
+    # RBAC bindings reach the authorizer through informers: poll.
+    wait_for("RBAC to allow watching namespaces", lambda: release.can_i("watch", "namespaces"), timeout=30)
     assert release.can_i("list", "namespaces")
     for verb in ("get", "update", "patch", "create", "delete"):
         assert not release.can_i(verb, "namespaces"), verb
@@ -183,8 +174,10 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
 
     elsewhere = extra_namespaces[0]
     # What the operator does, in any namespace (the first check waits for RBAC to propagate).
-    assert _eventually(
-        lambda: release.can_i("patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", elsewhere)
+    wait_for(
+        "RBAC to allow status patches",
+        lambda: release.can_i("patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", elsewhere),
+        timeout=30,
     )
     assert release.can_i("list", "ecrimagetags.ecrtag.dev", "--all-namespaces")
     assert release.can_i("watch", "ecrimagetags.ecrtag.dev", "--all-namespaces")
@@ -267,7 +260,8 @@ def test_spec_write_guard_denies_the_service_account_spec_changes(
         code, body = sa.patch(path, spec_patch, dry_run=True)
         return code == 403 and "never its spec" in body
 
-    assert _eventually(denied), sa.patch(path, spec_patch, dry_run=True)
+    # The admission policy reaches the API server's cache through an informer: poll.
+    wait_for("the spec patch denied by the admission policy", denied, timeout=30)
     # What kopf writes still goes through: annotations, its finalizer (a JSON patch), and status.
     assert sa.patch(path, {"metadata": {"annotations": {"ecrtag.dev/probe": "1"}}})[0] == 200
     finalizer = [{"op": "add", "path": "/metadata/finalizers", "value": ["ecrtag.dev/finalizer"]}]
@@ -303,7 +297,7 @@ def test_watch_namespaces_install_grants_only_those_namespaces(
         can_patch_status = functools.partial(
             release.can_i, "patch", "ecrimagetags.ecrtag.dev", "--subresource=status", "-n", ns
         )
-        assert _eventually(can_patch_status)
+        wait_for(f"RBAC to allow status patches in {ns}", can_patch_status, timeout=30)
         assert release.can_i("list", "ecrimagetags.ecrtag.dev", "-n", ns)
         assert release.can_i("watch", "ecrimagetags.ecrtag.dev", "-n", ns)
         assert release.can_i("create", "events", "-n", ns)
@@ -464,8 +458,11 @@ def test_policy_guard_lets_only_admins_change_policies(
                 "create", "--dry-run=server", f"--as={user}", "-f", "-", input=_policy(name, spec), check=False
             )
 
-        assert _eventually(lambda: "may create, change or delete EcrTagPolicies" in attempt().stderr), attempt().stderr
-        refused = attempt().stderr
+        def refusal() -> str | None:
+            err = attempt().stderr
+            return err if "may create, change or delete EcrTagPolicies" in err else None
+
+        refused = wait_for("the policy guard to refuse the user", refusal, timeout=30)
         assert f"only members of system:masters may create, change or delete EcrTagPolicies, not {user}" in refused
         # An admin may; then the user may neither change nor delete it.
         control_plane.kubectl("create", "-f", "-", input=_policy(name, spec))

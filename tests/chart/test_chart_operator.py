@@ -5,9 +5,7 @@ read the namespace annotations through its namespaces index, and never hit a 403
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,15 @@ from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.waiting import wait_for
 from tests.chart.helm import CHART, Helm, Obj, container
+from tests.e2e.helpers import unique
 from tests.plugins.ecr_server import aws_client
 
 pytestmark = pytest.mark.e2e
 
 # What kopf and the Kubernetes API say when an identity lacks access.
 DENIED = ("Not enough permissions", "APIForbiddenError", "is forbidden")
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +68,11 @@ def _operator_settings(objs: list[Obj]) -> tuple[dict[str, str], list[str]]:
 def test_operator_works_with_the_chart_rbac_alone(
     helm: Helm, cluster: ControlPlane, ecr_server: RunningEmulator, tmp_path: Path, watch_namespaces: bool
 ) -> None:
-    ops, team_a, team_b = _unique("ops"), _unique("team-a"), _unique("team-b")
+    ops, team_a, team_b = unique("ops"), unique("team-a"), unique("team-b")
     for ns in (ops, team_a, team_b):
         cluster.kubectl("create", "namespace", ns)
     ecr = aws_client(ecr_server.endpoint_url, "ecr", 3)
-    allowed, refused = _unique("team-a/web"), _unique("team-b/web")
+    allowed, refused = unique("team-a/web"), unique("team-b/web")
     for repo in (allowed, refused):
         ecr_seed.push(ecr, repo, "build-1", "docker", seed=repo)
     # The multi-tenant set-up values.yaml recommends: nothing by default, repositories per namespace.
@@ -97,7 +82,7 @@ def test_operator_works_with_the_chart_rbac_alone(
     values = ["--set-json", 'extraEnv=[{"name":"ECR_TAG_OPERATOR_ALLOWED_REPOSITORIES","value":""}]']
     if watch_namespaces:
         values += ["--set", f"watchNamespaces={{{team_a},{team_b}}}"]
-    release = _unique("eto")
+    release = unique("eto")
     kube = ("--namespace", ops, "--kubeconfig", str(cluster.kubeconfig_path))
     # --take-ownership: the CRD stays after an earlier test's uninstall (helm.sh/resource-policy: keep).
     helm.run("install", release, str(CHART), "--take-ownership", *values, *kube)
@@ -109,7 +94,7 @@ def test_operator_works_with_the_chart_rbac_alone(
         sa = f"{release}-ecr-tag-operator"
         user = f"system:serviceaccount:{ops}:{sa}"
         # RBAC reaches the authorizer through an informer: start once the last binding is in effect.
-        _wait_for(
+        wait_for(
             "RBAC",
             lambda: (
                 cluster.kubectl("auth", "can-i", "watch", "namespaces", f"--as={user}", check=False).stdout.strip()
@@ -123,9 +108,9 @@ def test_operator_works_with_the_chart_rbac_alone(
             _ecr_image_tag(cluster, team_a, "ours", allowed)
             _ecr_image_tag(cluster, team_b, "theirs", refused)
             try:
-                ours = _wait_for("ours Ready", lambda: _ready(cluster, team_a, "ours"))
-                theirs = _wait_for("theirs refused", lambda: _ready(cluster, team_b, "theirs"))
-            except AssertionError as exc:
+                ours = wait_for("ours Ready", lambda: _ready(cluster, team_a, "ours"), timeout=60)
+                theirs = wait_for("theirs refused", lambda: _ready(cluster, team_b, "theirs"), timeout=60)
+            except TimeoutError as exc:
                 raise AssertionError(f"{exc}\noperator log (tail):\n{operator.log_tail(40)}") from None
             log = operator.log_text()
         assert (ours["status"], ours["reason"]) == ("True", "InSync"), (ours, operator.log_tail())

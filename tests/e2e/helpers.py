@@ -1,19 +1,15 @@
-"""Helpers for end-to-end tests: EcrImageTag manifests, kubectl JSON, and polling with a deadline."""
+"""Helpers for end-to-end tests: EcrImageTag manifests, kubectl JSON, conditions and metrics."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ecr_tag_localenv.control_plane import KubeCluster
-from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
-
-T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
@@ -43,20 +39,12 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return {}
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, every: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
-
-
-def tag_digest(client: Any, repository: str, tag: str) -> str | None:
-    got = client.batch_get_image(
-        repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` (``..._total`` for a counter) whose labels include ``labels``,
+    in a Prometheus text exposition; 0 when there are none (a labelled series appears at its first use)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
     )
-    return got["images"][0]["imageId"]["imageDigest"] if got["images"] else None

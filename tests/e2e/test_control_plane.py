@@ -8,7 +8,6 @@ import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from ecr_tag_localenv.control_plane import (
     ensure_binaries,
     pinned_versions,
 )
+from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.control_plane import OPERATOR_CRD
 
 
@@ -65,16 +65,6 @@ def _pid_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    # RBAC changes reach the authorizer through an informer: poll instead of guessing a delay.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,7 +140,12 @@ def test_rbac_applies_to_service_account_token(control_plane: KubeCluster, k8s_n
         "--role=read-secrets",
         f"--serviceaccount={ns}:reader",
     )
-    assert _eventually(lambda: sa.kubectl("get", "secrets", "-n", ns, check=False).returncode == 0)
+    # RBAC changes reach the authorizer through an informer: poll.
+    wait_for(
+        "the Role to allow reading secrets",
+        lambda: sa.kubectl("get", "secrets", "-n", ns, check=False).returncode == 0,
+        timeout=30,
+    )
     assert "probe" in sa.kubectl("get", "secrets", "-n", ns, "-o", "name").stdout
     # The grant is exactly the Role: still no access elsewhere.
     assert sa.kubectl("get", "secrets", "-n", "default", check=False).returncode != 0

@@ -20,9 +20,11 @@ import yaml
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.control_plane import KubeCluster
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
+from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.waiting import wait_for
 
-from .helpers import condition, tag_digest, unique, wait_for
+from .helpers import condition, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -165,12 +167,12 @@ def assert_ownership(obj: dict[str, Any], spec_keys: set[str]) -> None:
 
 def test_server_side_applied_objects_stay_in_sync_and_the_operator_owns_no_spec(
     control_plane: KubeCluster,
-    k8s_namespace: str,
+    operated_namespace: str,
     operator_process: OperatorProcess,
     ecr_session_client: Any,
     tmp_path: Path,
 ) -> None:
-    ns = k8s_namespace
+    ns = operated_namespace
     repos = {name: unique(f"gitops/{name}") for name in ("web", "api", "worker")}
     images = {
         name: ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo) for name, repo in repos.items()
@@ -230,13 +232,13 @@ def test_server_side_applied_objects_stay_in_sync_and_the_operator_owns_no_spec(
 
 def test_metadata_only_change_by_argo_makes_no_ecr_write(
     control_plane: KubeCluster,
-    k8s_namespace: str,
+    operated_namespace: str,
     operator_process: OperatorProcess,
     ecr_server: RunningEmulator,
     ecr_session_client: Any,
     tmp_path: Path,
 ) -> None:
-    ns = k8s_namespace
+    ns = operated_namespace
     repo = unique("gitops/meta")
     img = ecr_seed.push(ecr_session_client, repo, "build-1", "oci", seed=repo)
     spec = {"repositoryName": repo, "source": {"tag": "build-1"}, "tags": ["prod"]}
@@ -292,13 +294,13 @@ def test_metadata_only_change_by_argo_makes_no_ecr_write(
 
 def test_spec_change_by_argo_moves_the_tag_and_the_next_sync_shows_no_diff(
     control_plane: KubeCluster,
-    k8s_namespace: str,
+    operated_namespace: str,
     operator_process: OperatorProcess,
     ecr_server: RunningEmulator,
     ecr_session_client: Any,
     tmp_path: Path,
 ) -> None:
-    ns = k8s_namespace
+    ns = operated_namespace
     repo = unique("gitops/promote")
     one = ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo + "1")
     two = ecr_seed.push(ecr_session_client, repo, "build-2", "docker", seed=repo + "2")

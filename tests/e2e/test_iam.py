@@ -15,10 +15,12 @@ import pytest
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries, repo_root
 from ecr_tag_localenv.ecr_launcher import RunningEmulator, client_env, start_emulator
+from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.ecr_server import aws_client
 
-from .helpers import condition, eit, get, tag_digest, unique, wait_for
+from .helpers import condition, eit, get, unique
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,7 @@
 """Fixtures for the fault tests: a control plane, an ECR emulator and operators of their own.
 
-Nothing here is shared with tests/e2e: the session's operator watches every namespace of the session's
-control plane (it would compete with the operators these tests kill), and these tests inject faults
-into ECR and restart kube-apiserver, which must not leak into other tests.
+Nothing here is shared with tests/e2e: these tests kill and restart their operators, inject faults
+into ECR and restart kube-apiserver, none of which may leak into other tests.
 """
 
 from __future__ import annotations

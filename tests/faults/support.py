@@ -14,15 +14,11 @@ import yaml
 
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.control_plane import KubeCluster
-from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES
+from ecr_tag_localenv.ecr_tags import tag_digests
+from ecr_tag_localenv.waiting import wait_for
 from tests.e2e.helpers import condition
 
 FULL = os.environ.get("FAULTS_FULL", "") == "1"
-
-
-class KnownBug(AssertionError):
-    """The one failure a test marked ``xfail(strict=True, raises=KnownBug)`` expects: any other failure
-    of that test is still a failure, and once the bug is fixed the strict xfail says so."""
 
 
 def scale(fast: int, full: int) -> int:
@@ -91,31 +87,19 @@ def ready_count(cluster: KubeCluster, namespace: str) -> int:
 def wait_all_ready(cluster: KubeCluster, namespace: str, names: Sequence[str], timeout: float) -> float:
     """Poll until every named object is Ready; return the seconds waited. Fails with the laggards."""
     began = time.monotonic()
-    deadline = began + timeout
-    behind: list[str] = list(names)
     seen: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
-        seen = list_objects(cluster, namespace)
-        behind = [n for n in names if not is_ready(seen.get(n))]
-        if not behind:
-            return time.monotonic() - began
-        time.sleep(1.0)  # poll interval
-    sample = {n: condition(seen.get(n), "Ready") for n in behind[:5]}
-    raise AssertionError(f"{len(behind)} of {len(names)} not Ready after {timeout}s; first: {sample}")
 
+    def laggards() -> list[str]:
+        seen.update(list_objects(cluster, namespace))
+        return [n for n in names if not is_ready(seen.get(n))]
 
-def tag_digests(client: Any, repository: str, tags: Sequence[str]) -> dict[str, str | None]:
-    """Where each tag points now (None: absent), read in batches of 100 as ECR allows."""
-    found: dict[str, str | None] = dict.fromkeys(tags)
-    for start in range(0, len(tags), 100):
-        got = client.batch_get_image(
-            repositoryName=repository,
-            imageIds=[{"imageTag": t} for t in tags[start : start + 100]],
-            acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES),
-        )
-        for image in got["images"]:
-            found[image["imageId"]["imageTag"]] = image["imageId"]["imageDigest"]
-    return found
+    try:
+        wait_for("every object Ready", lambda: not laggards(), timeout=timeout, every=1.0)
+    except TimeoutError:
+        behind = laggards()
+        sample = {n: condition(seen.get(n), "Ready") for n in behind[:5]}
+        raise AssertionError(f"{len(behind)} of {len(names)} not Ready after {timeout}s; first: {sample}") from None
+    return time.monotonic() - began
 
 
 def misplaced_tags(client: Any, tenants: Sequence[Tenant]) -> list[str]:
@@ -151,15 +135,3 @@ def expected_images(tenants: Iterable[Tenant]) -> dict[str, set[str]]:
     for t in tenants:
         want[t.repository].add(t.digest)
     return dict(want)
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        head, _, value = line.rpartition(" ")
-        if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += float(value)
-    return total

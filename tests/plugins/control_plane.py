@@ -6,6 +6,7 @@ Missing binaries or a failed build fail the tests that need the control plane; t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -89,15 +90,24 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
             local.stop()
 
 
-@pytest.fixture
-def k8s_namespace(control_plane: KubeCluster) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards.
+@contextlib.contextmanager
+def fresh_namespace(cluster: KubeCluster, prefix: str = "test", labels: dict[str, str] | None = None) -> Iterator[str]:
+    """A new namespace named ``prefix-<random>`` (with ``labels``), deleted afterwards.
 
     Deletion is not awaited: with no namespace controller running it stays Terminating forever.
     """
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    control_plane.kubectl("create", "namespace", name)
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
     try:
         yield name
     finally:
-        control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def k8s_namespace(control_plane: KubeCluster) -> Iterator[str]:
+    """A fresh namespace for one test that no operator of the session watches."""
+    with fresh_namespace(control_plane) as name:
+        yield name

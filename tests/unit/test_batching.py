@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,7 @@ from ecr_tag_operator.model import (
     Registry,
 )
 from ecr_tag_operator.ports import NO_POLICY
-from ecr_tag_operator.ratelimit import RateLimits, TokenBucket
+from ecr_tag_operator.ratelimit import FairBucket, RateLimits, TokenBucket
 
 WHERE = Registry("us-east-1", None)
 MANIFEST = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
@@ -175,3 +176,39 @@ def test_rate_limits_are_per_account_region_and_operation() -> None:
     for account in ("111111111111", "222222222222"):
         waited = [limits.acquire(account, "us-east-1", "PutImage") for _ in range(1000)]
         assert max(waited) == 0.0
+
+
+def test_writes_of_one_quota_go_round_robin_across_namespaces() -> None:
+    """One namespace's backlog does not hold another's single write behind it."""
+    bucket = FairBucket(rate=50, burst=1)
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def write(tenant: str) -> None:
+        bucket.acquire(tenant)
+        with lock:
+            order.append(tenant)
+
+    with ThreadPoolExecutor(12) as pool:
+        backlog = [pool.submit(write, "team-b") for _ in range(10)]
+        deadline = time.monotonic() + 10
+        while bucket.waiting < 9 and time.monotonic() < deadline:  # team-b's calls are queued
+            time.sleep(0.005)
+        single = pool.submit(write, "team-a")
+        for f in [*backlog, single]:
+            f.result(timeout=10)
+    assert order.index("team-a") <= 2, order  # served at its first turn, not after ten of team-b's
+    assert len(order) == 11
+
+
+def test_a_fair_bucket_keeps_the_rate() -> None:
+    now = [0.0]
+    bucket = FairBucket(rate=10, burst=1, clock=lambda: now[0])
+    assert bucket.acquire("a") == 0.0
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (bucket.acquire("b"), done.set()))
+    thread.start()
+    assert not done.wait(0.2)  # no token before the clock moves
+    now[0] += 0.1
+    assert done.wait(5)
+    thread.join()
