@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries lint lock test test-fast demo clean
+.PHONY: venv binaries argocd-health lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ venv: $(BIN)/ecr-tag-demo
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
 
+# Argo CD's own health-check evaluation (argo-cd's util/lua, gopher-lua), which tests/argocd runs the
+# check through; built from hack/argocd-health into the same cache.
+argocd-health:
+	bash hack/build-argocd-health.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
 	$(BIN)/ruff format --check operator localenv tests benchmarks
@@ -29,7 +34,7 @@ lock: venv
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, and `demo --once` with its output checked).
-test: venv binaries lint
+test: venv binaries argocd-health lint
 	$(BIN)/pytest -m "not slow" tests
 
 # Unit tests only: no processes started.

@@ -63,7 +63,9 @@ def evaluate_files(paths: Sequence[Path], script: str | Path = HEALTH_LUA, *, op
     return [Health(line["status"], line["message"], line.get("error", "")) for line in lines]
 
 
-def evaluate(objects: Sequence[Mapping[str, Any]], script: str | Path = HEALTH_LUA, *, open_libs: bool = False) -> list[Health]:
+def evaluate(
+    objects: Sequence[Mapping[str, Any]], script: str | Path = HEALTH_LUA, *, open_libs: bool = False
+) -> list[Health]:
     """Each object's health, in order, the objects written as JSON (as the API server serves them)."""
     with tempfile.TemporaryDirectory(prefix="argocd-objects-") as tmp:
         paths = []

@@ -42,14 +42,14 @@ def _fixture(name: str) -> dict[str, Any]:
     return obj
 
 
-def _case_paths(script: str | Path = HEALTH_LUA) -> dict[str, Health]:
+def _evaluate_cases(script: str | Path = HEALTH_LUA) -> dict[str, Health]:
     paths = [CHECK_DIR / c["inputPath"] for c in CASES]
     return {c["inputPath"]: h for c, h in zip(CASES, evaluate_files(paths, script), strict=True)}
 
 
 @cache
 def _case_results() -> dict[str, Health]:
-    return _case_paths()
+    return _evaluate_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
@@ -74,9 +74,11 @@ def test_fixture_names_say_the_expected_status() -> None:
 REQUIRED_SITUATIONS = {
     "progressing_no_status",
     "progressing_generation_ahead",
+    "progressing_large_generation_ahead",
     "progressing_ready_unknown",
     "progressing_throttling",
     "healthy_in_sync",
+    "healthy_large_generation",
     "degraded_image_not_found",
     "degraded_image_tag_does_not_match_digest",
     "degraded_image_tag_already_exists",
@@ -105,7 +107,7 @@ def test_every_status_return_of_the_script_is_reached_by_a_fixture() -> None:
     unreached = []
     for n in returns:
         mutant = [*lines[:n], _STATUS_RETURN.sub('return "Reached"', lines[n]), *lines[n + 1 :]]
-        if INVALID_STATUS not in _case_paths("".join(mutant)).values():
+        if INVALID_STATUS not in _evaluate_cases("".join(mutant)).values():
             unreached.append(f"line {n + 1}: {lines[n].strip()}")
     assert unreached == []
 
@@ -254,6 +256,14 @@ def test_a_check_from_argocd_cm_lacks_the_other_libraries(script: str, words: st
     assert got.status == "Unknown"
     assert words in got.message
     assert words in got.error
+
+
+def test_an_object_being_deleted_is_pending_deletion_before_the_script_runs() -> None:
+    # gitops-engine's GetResourceHealth answers for a deleted object (no hook finalizer) itself, as
+    # the controller sees an EcrImageTag held by the operator's finalizer.
+    obj = _fixture("healthy_in_sync.yaml")
+    obj["metadata"]["deletionTimestamp"] = "2026-11-30T10:00:00Z"
+    assert evaluate_one(obj) == Health("Progressing", "Pending deletion")
 
 
 def test_use_open_libs_is_what_gives_the_string_library() -> None:
