@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries lint lock test test-fast demo clean
+.PHONY: venv binaries argocd-health lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ venv: $(BIN)/ecr-tag-demo
 # kube-apiserver, kubectl, etcd and helm built from Go modules into a cache outside the repository.
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
+
+# Argo CD's own health-check evaluation (argo-cd's util/lua, gopher-lua), which tests/argocd runs the
+# check through; built from hack/argocd-health into the same cache.
+argocd-health:
+	bash hack/build-argocd-health.sh >/dev/null
 
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
@@ -37,7 +42,7 @@ COVERAGE := --cov --cov-report=term
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, and `demo --once` with its output checked).
-test: venv binaries lint
+test: venv binaries argocd-health lint
 	$(BIN)/pytest -m "not slow" -p randomly --randomly-seed=$(SEED) $(COVERAGE) tests
 
 # Unit tests only: no processes started.
