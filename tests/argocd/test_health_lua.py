@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ecr_tag_operator.reasons import TRANSIENT as TRANSIENT_REASONS
+from ecr_tag_operator.reasons import Reason
 from ecr_tag_operator.spec import SpecError, parse_spec
 
 from .argocd_lua import Health, evaluate, evaluate_files, evaluate_one
@@ -151,27 +152,9 @@ def test_reasons_that_clear_by_themselves_are_progressing(reason: str) -> None:
     assert got == Health("Progressing", f"{reason}: said the operator; not in sync: staging ({reason})")
 
 
-PERMANENT = [
-    "ImageNotFound",
-    "ImageTagDoesNotMatchDigest",
-    "ImageTagAlreadyExists",
-    "ImageDigestDoesNotMatch",
-    "LayersNotFound",
-    "LayersUnavailable",
-    "LayersArchived",
-    "ReferencedImagesNotFound",
-    "TagConflict",
-    "Forbidden",
-    "AccessDenied",
-    "RepositoryNotFound",
-    "InvalidSpec",
-    "KmsError",
-    "LimitExceeded",
-    "UnsupportedManifest",
-    "NoCredentials",
-    "Drifted",  # in Enforce mode the operator never says Drifted; if it ever does, stop the rollout
-    "SomeReasonAddedLater",
-]
+# Every reason of reasons.Reason the operator may write as a permanent Ready=False, and one it may add
+# later: Degraded, as reasons.py says (a rollout waiting on these tags should stop).
+PERMANENT = sorted({r.value for r in Reason if r.about.health == "Degraded"} | {"SomeReasonAddedLater"})
 
 
 @pytest.mark.parametrize("reason", PERMANENT)
