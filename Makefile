@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries oci-conformance lint lock test test-fast demo clean
+.PHONY: venv binaries oci-conformance argocd-health lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ binaries:
 # The OCI distribution-spec conformance test, built from Go modules into the same cache.
 oci-conformance:
 	bash hack/build-oci-conformance.sh >/dev/null
+
+# Argo CD's own health-check evaluation (argo-cd's util/lua, gopher-lua), which tests/argocd runs the
+# check through; built from hack/argocd-health into the same cache.
+argocd-health:
+	bash hack/build-argocd-health.sh >/dev/null
 
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
@@ -42,7 +47,7 @@ COVERAGE := --cov --cov-report=term
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's
 # registry face, and `demo --once` with its output checked).
-test: venv binaries oci-conformance lint
+test: venv binaries oci-conformance argocd-health lint
 	$(BIN)/pytest -m "not slow" -p randomly --randomly-seed=$(SEED) $(COVERAGE) tests
 
 # Unit tests only: no processes started.

@@ -47,6 +47,13 @@ STALL_AFTER_S = 600.0  # waiting gives up when no resource became Ready (or drif
 MOSTLY = 0.9  # the drift cycle and latency still run when this share converged (over the Ready ones)
 READ_OPS = ("BatchGetImage", "BatchCheckLayerAvailability")
 CRD = Path("crds") / "ecrimagetags.ecrtag.dev.yaml"
+POLICY_CRD = Path("crds") / "ecrtagpolicies.ecrtag.dev.yaml"
+# Nothing is allowed without a policy: the benchmark's namespaces get every repository of the
+# emulator's account and region, as a single-tenant install's `allowAll` would.
+ALLOW_ALL = (
+    '{"apiVersion": "ecrtag.dev/v1alpha1", "kind": "EcrTagPolicy", "metadata": {"name": "benchmark"},'
+    ' "spec": {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]}}'
+)
 
 
 def say(text: str) -> None:
@@ -504,6 +511,8 @@ def run_size(
         ControlPlane(bin_dir) as cp,
     ):
         cp.install_crds(repo_root() / CRD)
+        cp.install_crds(repo_root() / POLICY_CRD)
+        cp.kubectl("apply", "-f", "-", input=ALLOW_ALL)
         api = Api(cp)
         try:
             api.ensure_namespaces(namespaces())

@@ -30,6 +30,7 @@ from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_localenv.waiting import wait_for
 
 EXAMPLE = "examples/basic.yaml"
+POLICY = "examples/policy-demo.yaml"
 READY_TIMEOUT = 90.0
 
 
@@ -68,6 +69,11 @@ def _wait_ready(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
         raise TimeoutError(f"{exc}; its status: {seen.get('status')}") from None
 
 
+def _policy_ready(cp: ControlPlane, name: str) -> bool:
+    obj = json.loads(cp.kubectl("get", "ecrtagpolicy", name, "-o", "json").stdout)
+    return any(c.get("type") == "Ready" for c in (obj.get("status") or {}).get("conditions") or [])
+
+
 def run_demo(*, once: bool) -> int:
     root = repo_root()
     example = root / EXAMPLE
@@ -91,13 +97,19 @@ def run_demo(*, once: bool) -> int:
             image = ecr_seed.push(client, spec["repositoryName"], spec["source"]["tag"], "index", seed="demo")
             say(f"pushed {spec['repositoryName']}:{spec['source']['tag']} = {image.digest} (OCI index, 2 platforms)")
             cp.install_crds(root / "crds" / "ecrimagetags.ecrtag.dev.yaml")
-            say("CRD installed; starting the operator")
+            cp.install_crds(root / "crds" / "ecrtagpolicies.ecrtag.dev.yaml")
+            cp.kubectl("apply", "-f", str(root / POLICY))
+            say(f"CRDs installed; applied {POLICY} (nothing is allowed without a policy):")
+            print((root / POLICY).read_text(), flush=True)
+            say("starting the operator")
             log_path = Path(tmp) / "operator.log"
             with OperatorProcess(cp.kubeconfig_path, ecr.env, log_path=log_path) as op:
                 cp.kubectl("apply", "-f", str(example))
                 say(f"applied {EXAMPLE}; waiting for Ready")
                 obj = _wait_ready(cp, namespace, name)
                 print(cp.kubectl("get", "eit", "-n", namespace, "-o", "wide").stdout, flush=True)
+                wait_for("the policy's status", lambda: _policy_ready(cp, "demo"), timeout=60)
+                print(cp.kubectl("get", "ecrtagpolicies").stdout, flush=True)
                 say(f"status of {namespace}/{name}")
                 print(yaml.safe_dump(obj["status"], sort_keys=False, width=200), flush=True)
                 tags = {t: tag_digest(client, spec["repositoryName"], t) for t in spec["tags"]}

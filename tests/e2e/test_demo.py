@@ -43,3 +43,6 @@ def test_demo_once_shows_a_ready_resource_and_its_status() -> None:
     assert {t["tag"]: t["digest"] for t in status["tags"]} == {"staging": digest, "latest": digest}
     assert f"in ECR now: staging -> {digest}, latest -> {digest}" in out
     assert "stopping the operator, kube-apiserver, etcd and the ECR emulator" in out
+    policies = out[out.index("NAME ", out.index("NAME ") + 1) :].splitlines()
+    assert policies[0].split()[:3] == ["NAME", "READY", "NAMESPACES"]
+    assert policies[1].split()[:3] == ["demo", "True", "1"]

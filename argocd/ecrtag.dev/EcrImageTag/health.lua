@@ -1,8 +1,9 @@
 -- Argo CD health check for ecrtag.dev/EcrImageTag (ecr-tag-operator).
 --
--- Argo CD runs health checks with gopher-lua (Lua 5.1). A check set in argocd-cm gets only the base
--- and table libraries unless useOpenLibs is set, so this script uses nothing else: no string, math
--- or os functions. It reads the global `obj` (the live resource) and returns {status, message}.
+-- Argo CD runs health checks with gopher-lua (Lua 5.1). A check set in argocd-cm gets the base, table
+-- and package libraries (require("os") gives only os.date and os.time), no string or math unless
+-- useOpenLibs is set; this script uses only the base and table libraries. It reads the global `obj`
+-- (the live resource) and returns {status, message}.
 --
 --   Healthy      Ready=True, and both status.observedGeneration and Ready's own observedGeneration
 --                (when set) equal metadata.generation.
@@ -27,6 +28,7 @@ local TRANSIENT = {
   ReadTimeout = true,
   UpstreamTooManyRequests = true,
   UpstreamUnavailable = true,
+  ImageRestoring = true,
   NotInSync = true,
 }
 
@@ -44,7 +46,8 @@ local function listing(items)
   return table.concat(shown, ", ")
 end
 
--- Generations compared as text: the same whether Argo CD hands them over as numbers or strings.
+-- Generations compared as text, whether Argo CD hands them over as numbers or strings: gopher-lua
+-- prints an integral number whole, so 123456789012347 and 123456789012346 stay apart.
 local function same(a, b)
   return a ~= nil and b ~= nil and tostring(a) == tostring(b)
 end
