@@ -12,6 +12,7 @@ import pytest
 from mypy_boto3_ecr.client import ECRClient
 
 from ecr_tag_localenv import ecr_seed
+from ecr_tag_localenv.ecr_accounts import DEFAULT_ACCOUNT
 from ecr_tag_localenv.ecr_faults import FaultRule
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_operator.core import Decision, Request, finalize, reconcile
@@ -305,14 +306,15 @@ def test_conflicting_resources_never_fight_over_ten_drift_cycles(h: Harness) -> 
     raw = {k: {"repositoryName": "team/app", "source": {"tag": t}, "tags": ["prod"]} for k, (_, t) in resources.items()}
     index: dict[Any, list[Any]] = {}
     for k, (meta, _) in resources.items():
-        for key, claim in claims(meta, raw[k], "us-east-1").items():
+        for key, claim in claims(meta, raw[k], "us-east-1", DEFAULT_ACCOUNT).items():
             index.setdefault(key, []).append(claim)
     statuses: dict[str, dict[str, Any]] = {"a": {}, "b": {}}
     h.server.control.reset_calls()
     for _cycle in range(10):
         for k, (meta, _) in resources.items():
             spec = parse_spec(raw[k])
-            owners = contested(spec, claim_of(meta, spec, "us-east-1"), lambda key: index.get(key, []), "us-east-1")
+            me = claim_of(meta, spec, "us-east-1", DEFAULT_ACCOUNT)
+            owners = contested(spec, me, lambda key: index.get(key, []), "us-east-1", DEFAULT_ACCOUNT)
             request = Request(spec, statuses[k], 1, "drift", contested=owners)
             result = reconcile(request, h.ecr, h.settings, NOW, LOG)
             statuses[k] = {**statuses[k], **result.status}
@@ -320,7 +322,9 @@ def test_conflicting_resources_never_fight_over_ten_drift_cycles(h: Harness) -> 
     assert h.tag_digest("team/app", "prod") == one.digest
     ready_b = next(c for c in statuses["b"]["conditions"] if c["type"] == "Ready")
     assert (ready_b["status"], ready_b["reason"]) == ("False", "TagConflict")
-    assert "n1/a" in ready_b["message"]
+    # Another namespace's owner is not named to this one (only that the tag is taken).
+    assert "prod (owned by another namespace)" in ready_b["message"]
+    assert "n1" not in ready_b["message"]
     assert next(c for c in statuses["a"]["conditions"] if c["type"] == "Ready")["status"] == "True"
 
 
