@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries lint test test-fast demo clean
+.PHONY: venv binaries oci-clients lint test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ venv: $(BIN)/ecr-tag-demo
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
 
+# crane, oras and cosign built from Go modules into the same cache: the e2e tests push, sign and
+# inspect images with them as a user would.
+oci-clients:
+	bash hack/build-oci-clients.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
 	$(BIN)/ruff format --check operator localenv tests benchmarks
@@ -24,7 +29,7 @@ lint: venv
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, and `demo --once` with its output checked).
-test: venv binaries lint
+test: venv binaries oci-clients lint
 	$(BIN)/pytest -m "not slow" tests
 
 # Unit tests only: no processes started.
