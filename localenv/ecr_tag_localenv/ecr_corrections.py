@@ -19,7 +19,6 @@ import fnmatch
 import hashlib
 import json
 import re
-import weakref
 from typing import Any, Final
 
 from moto.core.exceptions import ServiceException
@@ -32,10 +31,12 @@ from moto.ecr.exceptions import (
 from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability
 from moto.ecr.responses import ECRResponse
 
+from ecr_tag_localenv import ecr_blobs
 from ecr_tag_localenv.ecr_media import (
     DOCKER_MANIFEST_V1,
     DOCKER_MANIFEST_V2,
     INDEX_TYPES,
+    NONDISTRIBUTABLE_LAYER_TYPES,
     OCI_MANIFEST,
     SCHEMA1_TYPES,
     manifest_digest,
@@ -47,10 +48,8 @@ _DIGEST_RE: Final = re.compile(r"sha256:[a-f0-9]{64}")
 # emulator treats them as the default. An index read by tag without asking for index types then fails
 # loudly instead of passing in tests and surprising in production.
 _DEFAULT_ACCEPTED: Final = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V2, OCI_MANIFEST})
-# Blob bytes kept per repository (for the schema 1 conversion, which needs the image config). Only
-# small blobs: configs are a few KiB, layers are never read back.
-_KEEP_BLOB_BYTES_UP_TO: Final = 256 * 1024
-_blob_bytes: weakref.WeakKeyDictionary[Repository, dict[str, bytes]] = weakref.WeakKeyDictionary()
+# The schema 1 conversion reads the image config from the blob store; configs are a few KiB.
+_CONFIG_BYTES_UP_TO: Final = 256 * 1024
 
 
 class LayersNotFoundException(ServiceException):
@@ -83,7 +82,7 @@ class EmptyUploadException(ServiceException):
 
 def clear_state() -> None:
     """Forget the emulator's own bookkeeping (called after moto's reset)."""
-    _blob_bytes.clear()
+    ecr_blobs.store().clear()
 
 
 def _image_digest(self: Image) -> str:
@@ -122,7 +121,12 @@ def _check_references(repository: Repository, manifest: dict[str, Any], media_ty
             raise InvalidParameterException(
                 "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'config digest missing'"
             )
-        blobs = [config["digest"], *_digests_of(manifest.get("layers", []), "digest", "layers")]
+        layers = manifest.get("layers", [])
+        _digests_of(layers, "digest", "layers")
+        # Foreign (Windows base) and non-distributable layers are fetched from their ``urls``, never pushed:
+        # docker and containerd skip them, so a registry that demanded them could not take a Windows image.
+        pushed = [layer for layer in layers if layer.get("mediaType") not in NONDISTRIBUTABLE_LAYER_TYPES]
+        blobs = [config["digest"], *(layer["digest"] for layer in pushed)]
     missing = [d for d in dict.fromkeys(blobs) if d not in repository.layers]
     if missing:
         raise LayersNotFoundException(
@@ -245,19 +249,33 @@ def _complete_layer_upload(
             f"The layer with digest '{computed}' already exists in the repository with name "
             f"'{repository.name}' in the registry with id '{repository.registry_id}'"
         )
-    if len(data) <= _KEEP_BLOB_BYTES_UP_TO:
-        _blob_bytes.setdefault(repository, {})[computed] = data
     result: dict[str, Any] = _original_complete_layer_upload(
         self, repository_name, upload_id, layer_digests, registry_id
     )
+    # The same bytes for every face: the OCI distribution API and GetDownloadUrlForLayer read them here.
+    blobs = ecr_blobs.store()
+    blobs.put_bytes(data)
+    blobs.add(repository.registry_id, self.region_name, repository.name, computed)
     return result
+
+
+_original_delete_repository: Final = ECRBackend.delete_repository
+
+
+def _delete_repository(
+    self: ECRBackend, repository_name: str, registry_id: str | None = None, force: bool = False
+) -> Repository:
+    # A repository made again under the same name starts without the old one's layers, as in ECR.
+    deleted: Repository = _original_delete_repository(self, repository_name, registry_id, force)
+    ecr_blobs.store().forget_repository(deleted.registry_id, self.region_name, deleted.name)
+    return deleted
 
 
 def _to_schema1(repository: Repository, image: Image, tag: str) -> str:
     """Docker v2 schema 2 -> unsigned schema 1, roughly as registries derive it from the image config."""
     manifest = json.loads(image.image_manifest)
     config: dict[str, Any] = {}
-    config_bytes = _blob_bytes.get(repository, {}).get(manifest["config"]["digest"])
+    config_bytes = ecr_blobs.store().read_small(manifest["config"]["digest"], _CONFIG_BYTES_UP_TO)
     if config_bytes is not None:
         try:
             loaded = json.loads(config_bytes)
@@ -418,6 +436,7 @@ def apply() -> None:
     Image.get_image_digest = _image_digest  # type: ignore[method-assign]
     ECRBackend.put_image = _put_image  # type: ignore[method-assign]
     ECRBackend.complete_layer_upload = _complete_layer_upload  # type: ignore[method-assign]
+    ECRBackend.delete_repository = _delete_repository  # type: ignore[method-assign]
     ECRBackend.batch_get_image = _backend_batch_get_image  # type: ignore[method-assign]
     ECRResponse.batch_get_image = _batch_get_image_response  # type: ignore[method-assign]
     ECRResponse._determine_resource = _determine_resource  # type: ignore[attr-defined]

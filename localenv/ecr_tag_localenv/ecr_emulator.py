@@ -3,7 +3,7 @@
     python -m ecr_tag_localenv.ecr_emulator --host 127.0.0.1 --port 0 --port-file /tmp/port
 
 See :mod:`.ecr_corrections` for what is corrected, :mod:`.ecr_faults` for the ``/_emulator/`` control
-API and :mod:`.ecr_control` for its client.
+API and :mod:`.ecr_control` for its client, :mod:`.oci_registry` for the OCI distribution API on ``/v2/``.
 """
 
 from __future__ import annotations
@@ -31,23 +31,29 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def build_app(ecr_quotas: bool = False) -> EmulatorMiddleware:
-    """moto's dispatcher with the ECR corrections installed, behind the control/fault middleware.
+def build_app(ecr_quotas: bool = False, auth_token_ttl: float | None = None) -> EmulatorMiddleware:
+    """moto's dispatcher with the ECR corrections installed, behind the control/fault middleware, with the
+    OCI distribution face (:mod:`.oci_registry`) on ``/v2/`` over the same state.
 
     Imports moto, so any environment moto reads at import time must be set before calling this.
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from ecr_tag_localenv import ecr_corrections
+    from ecr_tag_localenv import ecr_auth, ecr_corrections, oci_registry
 
     ecr_corrections.apply()
+    oci_registry.apply()
+    if auth_token_ttl is not None:
+        ecr_auth.set_token_ttl(auth_token_ttl)
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
+    ecr_lock = threading.Lock()
     return EmulatorMiddleware(
         moto_app,
         FaultInjector(FaultConfig.startup_defaults(ecr_quotas), known_ecr_operations()),
         CallLedger(),
-        threading.Lock(),
+        ecr_lock,
         on_moto_reset=ecr_corrections.clear_state,
+        registry=oci_registry.OciRegistry(ecr_lock),
     )
 
 
@@ -66,6 +72,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="N",
         help="enforce IAM policies after the first N requests (moto's INITIAL_NO_AUTH_ACTION_COUNT)",
+    )
+    parser.add_argument(
+        "--auth-token-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="lifetime of GetAuthorizationToken's tokens (default 43200, ECR's 12 hours; 0: expired at once)",
     )
     parser.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.iam_enforce is not None:
         # moto.settings reads this once, at import: set it before build_app imports moto.
         os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(args.iam_enforce)
-    app = build_app(ecr_quotas=args.ecr_quotas)
+    app = build_app(ecr_quotas=args.ecr_quotas, auth_token_ttl=args.auth_token_ttl)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server

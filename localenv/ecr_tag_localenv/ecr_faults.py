@@ -308,7 +308,8 @@ def _respond(
 
 
 class EmulatorMiddleware:
-    """WSGI app in front of moto: the control API, fault injection and call accounting for ECR requests.
+    """WSGI app in front of moto: the control API, fault injection and call accounting for ECR requests,
+    and ``/v2/`` to the OCI distribution face (``registry``) when there is one.
 
     ``ecr_lock`` serialises moto's ECR handling: moto's backend mutates plain lists and dicts with no
     locking, and the server is threaded. Injected latency is spent before taking the lock, so slow
@@ -322,8 +323,10 @@ class EmulatorMiddleware:
         ledger: CallLedger,
         ecr_lock: threading.Lock,
         on_moto_reset: Callable[[], None],
+        registry: WSGIApplication | None = None,
     ) -> None:
         self.app = app
+        self.registry = registry
         self.injector = injector
         self.ledger = ledger
         self.ecr_lock = ecr_lock
@@ -334,6 +337,9 @@ class EmulatorMiddleware:
         method: str = environ.get("REQUEST_METHOD", "GET")
         if path.startswith(CONTROL_PREFIX):
             return self._control(method, path[len(CONTROL_PREFIX) :].rstrip("/"), environ, start_response)
+        if self.registry is not None and (path == "/v2" or path.startswith("/v2/")):
+            # The OCI distribution face takes the lock itself, and not while it streams blob bytes.
+            return self.registry(environ, start_response)
         if path.rstrip("/") == "/moto-api/reset" and method == "POST":
             with self.ecr_lock:
                 out = self._call_moto(environ, start_response)

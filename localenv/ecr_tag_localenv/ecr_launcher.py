@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecr_tag_localenv.ecr_control import EmulatorControl
+from ecr_tag_localenv.oci_address import DEFAULT_REGION, registry_host
 
-REGION = "us-east-1"
+REGION = DEFAULT_REGION
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - moto's conventional dummy credentials
 
@@ -39,6 +40,15 @@ class RunningEmulator:
     @property
     def port(self) -> int:
         return int(self.endpoint_url.rsplit(":", 1)[1])
+
+    @property
+    def registry(self) -> str:
+        """``127.0.0.1:PORT``: the OCI registry of the default account and region, for crane/oras/cosign."""
+        return f"127.0.0.1:{self.port}"
+
+    def registry_for(self, account: str, region: str = REGION) -> str:
+        """The OCI registry of another account or region (a Host-header name, see :mod:`.oci_address`)."""
+        return registry_host(account, region, self.registry)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
