@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries oci-clients lint test test-fast demo clean
+.PHONY: venv binaries oci-clients oci-conformance lint test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,19 @@ binaries:
 oci-clients:
 	bash hack/build-oci-clients.sh >/dev/null
 
+# The OCI distribution-spec conformance test, built from Go modules into the same cache.
+oci-conformance:
+	bash hack/build-oci-conformance.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check operator localenv tests benchmarks
 	$(BIN)/ruff format --check operator localenv tests benchmarks
 	$(BIN)/mypy
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
-# kube-apiserver + etcd, chart, Argo CD health check, faults, and `demo --once` with its output checked).
-test: venv binaries oci-clients lint
+# kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's
+# registry face, crane/oras/cosign against it, and `demo --once` with its output checked).
+test: venv binaries oci-clients oci-conformance lint
 	$(BIN)/pytest -m "not slow" tests
 
 # Unit tests only: no processes started.

@@ -16,12 +16,12 @@ What an image pushed through one face looks like through the other:
 
 Authentication as ECR's (ECR user guide, "Private registry authentication"): HTTP basic, user ``AWS``,
 password from GetAuthorizationToken (:mod:`.ecr_auth`); an expired token is answered 401 with ECR's
-message. A token opens its own account's registries only (reads across accounts need repository
+message (as docker prints it). A token opens its own account's registries only (reads across accounts need repository
 policies, not modelled here).
 
 Where ECR differs from the OCI distribution spec, this follows ECR:
-- repositories are not created by a push: NAME_UNKNOWN until CreateRepository (ECR user guide, "Pushing
-  an image": "the repository must exist before you push");
+- repositories are not created by a push: NAME_UNKNOWN until CreateRepository (service model:
+  InitiateLayerUpload and PutImage raise RepositoryNotFoundException);
 - cross-repository mount only with the registry's ``BLOB_MOUNTING`` setting ``ENABLED``, only within the
   registry, only when ``from`` is given and both repositories use the same encryption; otherwise 202 and a
   new upload (ECR user guide, "Blob mounting in Amazon ECR");
@@ -31,6 +31,8 @@ Where ECR differs from the OCI distribution spec, this follows ECR:
   manifest"; the emulator's store is sha256 only): a sha512 digest is answered DIGEST_INVALID / UNSUPPORTED;
 - a manifest read by tag in a media type the client does not accept is MANIFEST_UNKNOWN, as BatchGetImage
   with acceptedMediaTypes (ECR API reference, BatchGetImage).
+
+Fault rules and the call ledger of ``/_emulator/`` cover the ECR API only, not this face.
 
 Locking: moto's backend is not thread-safe; every access to it holds the emulator's ``ecr_lock``.
 Blob bytes are read and written without it, streamed in chunks (a 1 GiB layer never sits in memory).
@@ -64,14 +66,14 @@ from ecr_tag_localenv.ecr_media import (
     OCI_INDEX,
     sha256_digest,
 )
-from ecr_tag_localenv.oci_address import registry_host, registry_of_host
+from ecr_tag_localenv.oci_address import registry_of_host
 
 log = logging.getLogger(__name__)
 
 PREFIX: Final = "/v2/"
 _CHUNK: Final = 1 << 20
-# ECR's quota "Image manifest size": 4 MiB is what registries must accept at least (OCI spec, "Pushing
-# Manifests"); anything larger is refused before it is read.
+# Registries should accept manifests of at least 4 MiB (OCI spec, "Pushing Manifests"); anything larger is
+# refused (413) before it is held whole.
 MANIFEST_MAX_BYTES: Final = 4 * 1024 * 1024
 _ALL_MANIFEST_TYPES: Final = (*ALL_MODERN_MANIFEST_TYPES, DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED)
 # ECR's repository name pattern (service model, RepositoryName) and tag length (ImageTag: 1..300).
@@ -237,6 +239,20 @@ class OciRegistry:
 
     def __init__(self, lock: threading.Lock) -> None:
         self.lock = lock
+        self.handlers: dict[tuple[str, str], Callable[[Request], Response]] = {
+            ("blob", "GET"): self.get_blob,
+            ("blob", "DELETE"): self.delete_blob,
+            ("uploads", "POST"): self.start_upload,
+            ("upload", "GET"): self.upload_status,
+            ("upload", "PATCH"): self.patch_upload,
+            ("upload", "PUT"): self.finish_upload,
+            ("upload", "DELETE"): self.cancel_upload,
+            ("manifest", "GET"): self.get_manifest,
+            ("manifest", "PUT"): self.put_manifest,
+            ("manifest", "DELETE"): self.delete_manifest,
+            ("tags", "GET"): self.list_tags,
+            ("referrers", "GET"): self.list_referrers,
+        }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = _Body(environ)
@@ -292,27 +308,11 @@ class OciRegistry:
                 region=region,
                 host=host,
             )
-            handler = self._handlers().get((kind, "GET" if method == "HEAD" else method))
+            handler = self.handlers.get((kind, "GET" if method == "HEAD" else method))
             if handler is None:
                 raise OciError(405, "UNSUPPORTED", f"{method} is not supported on this endpoint")
             return handler(request)
         raise OciError(404, "NOT_FOUND", f"no route for {path}")
-
-    def _handlers(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
-        return {
-            ("blob", "GET"): self.get_blob,
-            ("blob", "DELETE"): self.delete_blob,
-            ("uploads", "POST"): self.start_upload,
-            ("upload", "GET"): self.upload_status,
-            ("upload", "PATCH"): self.patch_upload,
-            ("upload", "PUT"): self.finish_upload,
-            ("upload", "DELETE"): self.cancel_upload,
-            ("manifest", "GET"): self.get_manifest,
-            ("manifest", "PUT"): self.put_manifest,
-            ("manifest", "DELETE"): self.delete_manifest,
-            ("tags", "GET"): self.list_tags,
-            ("referrers", "GET"): self.list_referrers,
-        }
 
     def _authenticate(self, environ: WSGIEnvironment, account: str, host: str) -> None:
         challenge = [("WWW-Authenticate", f'Basic realm="http://{host}/",service="ecr.amazonaws.com"')]
@@ -628,6 +628,3 @@ _MANIFEST_ERRORS: Final = {
 def apply() -> None:
     """Install what this face needs on moto (GetAuthorizationToken, account settings)."""
     ecr_auth.apply()
-
-
-__all__ = ["OciRegistry", "apply", "registry_host"]

@@ -183,7 +183,8 @@ def test_an_immutable_tag_is_refused_as_tag_invalid(registry: Registry, ecr_clie
 
 
 def test_a_repository_must_exist_before_a_push(registry: Registry) -> None:
-    """ECR guide, "Pushing a Docker image": the repository must exist (it is not created by a push)."""
+    """Service model: InitiateLayerUpload and PutImage raise RepositoryNotFoundException; a push does not
+    create the repository, so the registry face answers NAME_UNKNOWN."""
     response = registry.request("POST", "/v2/nowhere/blobs/uploads/")
     assert response.status_code == 404
     assert registry.error_code(response) == "NAME_UNKNOWN"
@@ -235,7 +236,8 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def test_a_large_blob_streams_through_without_being_held_in_memory(ecr: RunningEmulator, registry: Registry) -> None:
-    """Layers up to ECR's 10 GiB layer quota (ECR guide, "Service quotas") must not pass through memory:
+    """Layers up to ECR's "Maximum layer size" of 52,000 MiB (ECR guide, "Amazon ECR service quotas") must
+    not pass through memory:
     the emulator's peak resident size grows by far less than a 256 MiB blob pushed and pulled."""
     size, chunk = 256 << 20, os.urandom(1 << 20)
     expected = hashlib.sha256()
@@ -335,7 +337,7 @@ def test_tag_listing_pages_with_n_last_and_link(registry: Registry, ecr_client: 
 def test_referrers_with_artifact_type_filter(registry: Registry, ecr_client: ECRClient) -> None:
     """OCI spec, "Listing Referrers": an OCI index of the manifests whose ``subject`` is the digest, with
     artifactType (the config's mediaType when the manifest has none), filtered by ``artifactType`` with
-    OCI-Filters-Applied; ECR supports it (ECR guide, "Amazon ECR ... OCI 1.1", ListImageReferrers)."""
+    OCI-Filters-Applied; the ECR API's twin of it is ListImageReferrers (service model)."""
     subject = push_oci_image(ecr_client, REPO, tag="app", seed=7)
     descriptor = {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.manifest)}
     sbom, sbom_digest = _image(registry, REPO, b"sbom", artifactType="application/spdx+json", subject=descriptor)
