@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecr_tag_localenv.oci_clients import find_client
+import pytest
+
+from ecr_tag_localenv.oci_clients import OciClientsError, find_client
 
 # The password cosign's generate-key-pair encrypts the private key with, and sign reads it back.
 COSIGN_PASSWORD = "e2e-test-key"
@@ -26,15 +28,10 @@ class OciCommandError(AssertionError):
 
 @dataclass(frozen=True)
 class OciClients:
-    crane_path: Path
-    oras_path: Path
-    cosign_path: Path
-    home: Path
+    """The pinned clients, each looked up when first run: a test needs only the ones it uses, and a missing
+    one fails it with the command that builds it (never a skip)."""
 
-    @classmethod
-    def find(cls, home: Path) -> OciClients:
-        """The pinned binaries (OciClientsError, saying how to build them, when one is missing)."""
-        return cls(find_client("crane"), find_client("oras"), find_client("cosign"), home)
+    home: Path
 
     @property
     def docker_config(self) -> Path:
@@ -54,7 +51,13 @@ class OciClients:
         self, tool: str, *args: str, input: bytes | None = None, cwd: Path | None = None, timeout: float = 120
     ) -> bytes:
         """Run ``tool`` (crane, oras or cosign) and return its stdout bytes; OciCommandError if it fails."""
-        binary = {"crane": self.crane_path, "oras": self.oras_path, "cosign": self.cosign_path}[tool]
+        failure = ""
+        try:
+            binary = find_client(tool)
+        except OciClientsError as exc:
+            failure = str(exc)
+        if failure:
+            pytest.fail(failure, pytrace=False)
         done = subprocess.run(
             [str(binary), *args],
             input=input,

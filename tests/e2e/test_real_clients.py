@@ -26,6 +26,8 @@ from .oci_cli import OciClients, OciCommandError, login
 pytestmark = pytest.mark.e2e
 
 SBOM_TYPE = "application/spdx+json"
+# What cosign 3 stores a signature as: a Sigstore bundle manifest whose subject is the image.
+COSIGN_BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
 def sha256(data: bytes) -> str:
@@ -146,7 +148,8 @@ def test_cosign_signature_and_oras_sbom_follow_the_retagged_image(
     to it, cosign verifies and oras discovers them through the target tag.
 
     Signatures and attachments are manifests whose `subject` is the image's digest, listed by the
-    referrers API (https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-signing.html;
+    referrers API, which ECR supports for "signatures, Software Bill of Materials (SBoMs) [...] and
+    attestations" (https://docs.aws.amazon.com/AmazonECR/latest/userguide/images.html;
     https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers).
     """
     repo = unique("e2e/signed")
@@ -182,16 +185,20 @@ def test_cosign_signature_and_oras_sbom_follow_the_retagged_image(
     assert tag_digest(ecr_session_client, repo, "prod") == digest
 
     verify = ("verify", "--insecure-ignore-tlog=true", *http)
-    verified = oci_clients.cosign(*verify, "--key", str(keys / "cosign.pub"), f"{ref}:prod")
-    # The verified claims name the image's digest (hex alone in an in-toto subject).
-    assert digest.removeprefix("sha256:") in verified, verified
-    with pytest.raises(OciCommandError):
+    verified = json.loads(oci_clients.cosign(*verify, "--key", str(keys / "cosign.pub"), f"{ref}:prod"))
+    claims = [
+        (v["critical"]["identity"]["docker-reference"], v["critical"]["image"]["docker-manifest-digest"])
+        for v in verified
+    ]
+    assert claims == [(f"{ref}:prod", digest)]
+    with pytest.raises(OciCommandError, match=r"no matching (attestations|signatures)"):
         oci_clients.cosign(*verify, "--key", str(other / "cosign.pub"), f"{ref}:prod")
 
     discovered = json.loads(oci_clients.oras("discover", "--format", "json", f"{ref}:prod"))
     assert discovered["digest"] == digest
-    sboms = [r for r in discovered["referrers"] if r.get("artifactType") == SBOM_TYPE]
-    assert [r["digest"] for r in sboms] == [sbom_manifest]
+    by_type = {r.get("artifactType"): r["digest"] for r in discovered["referrers"]}
+    assert by_type.keys() == {SBOM_TYPE, COSIGN_BUNDLE_TYPE}, discovered
+    assert by_type[SBOM_TYPE] == sbom_manifest
     pulled = tmp_path / "pulled"
     oci_clients.oras("pull", "-o", str(pulled), f"{ref}@{sbom_manifest}")
     assert (pulled / sbom.name).read_bytes() == sbom_bytes
