@@ -58,6 +58,7 @@ class OciClients:
             failure = str(exc)
         if failure:
             pytest.fail(failure, pytrace=False)
+        self.home.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             [str(binary), *args],
             input=input,

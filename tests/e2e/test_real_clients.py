@@ -109,6 +109,10 @@ def test_crane_multi_platform_image_is_retagged_byte_for_byte(
     index_digest = index_ref.rsplit("@", 1)[1]
     source_bytes = oci_clients.run("crane", "--insecure", "manifest", f"{ref}:build-1")
     assert sha256(source_bytes) == index_digest
+    # The login is what lets crane in: with no credentials the registry answers 401, as ECR does.
+    anonymous = OciClients(tmp_path / "anonymous")
+    with pytest.raises(OciCommandError, match=r"UNAUTHORIZED|401"):
+        anonymous.crane("digest", f"{ref}:build-1")
 
     promote(control_plane, k8s_namespace, "crane", repo, "build-1", ["prod"])
 
