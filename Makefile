@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv binaries oci-conformance argocd-health lint lock test test-fast demo clean
+.PHONY: venv binaries oci-clients oci-conformance argocd-health lint lock test test-fast demo clean
 
 $(BIN)/ecr-tag-demo: pyproject.toml localenv/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ venv: $(BIN)/ecr-tag-demo
 # kube-apiserver, kubectl, etcd and helm built from Go modules into a cache outside the repository.
 binaries:
 	bash hack/build-control-plane.sh >/dev/null
+
+# crane, oras and cosign built from Go modules into the same cache: the e2e tests push, sign and
+# inspect images with them as a user would.
+oci-clients:
+	bash hack/build-oci-clients.sh >/dev/null
 
 # The OCI distribution-spec conformance test, built from Go modules into the same cache.
 oci-conformance:
@@ -46,8 +51,8 @@ COVERAGE := --cov --cov-report=term
 
 # Everything CI runs: lint, then every test (unit, ECR emulator, integration, end to end on a real
 # kube-apiserver + etcd, chart, Argo CD health check, faults, the OCI conformance suite on the emulator's
-# registry face, and `demo --once` with its output checked).
-test: venv binaries oci-conformance argocd-health lint
+# registry face, crane/oras/cosign against it, and `demo --once` with its output checked).
+test: venv binaries oci-clients oci-conformance argocd-health lint
 	$(BIN)/pytest -m "not slow" -p randomly --randomly-seed=$(SEED) $(COVERAGE) tests
 
 # Unit tests only: no processes started.
