@@ -8,6 +8,7 @@ for Ready and prints what a user would look at. Everything it started is stopped
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import signal
@@ -69,6 +70,22 @@ def _wait_ready(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
         raise TimeoutError(f"{exc}; its status: {seen.get('status')}") from None
 
 
+def _crane_hint(client: Any, registry: str, repository: str, namespace: str, name: str) -> str:
+    """How a newcomer pushes an image of their own (ECR's login: user AWS, GetAuthorizationToken's
+    password) and promotes it with the sample."""
+    token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    password = base64.b64decode(token).decode().partition(":")[2]
+    return "\n".join(
+        [
+            f"    crane auth login {registry} -u AWS -p {password}",
+            "    echo hello > hello.txt && tar cf hello.tar hello.txt",
+            f"    crane append --insecure -f hello.tar -t {registry}/{repository}:mine",
+            f"    KUBECONFIG=<printed below> kubectl patch eit {name} -n {namespace} --type merge "
+            '-p \'{"spec":{"source":{"tag":"mine"}}}\'',
+        ]
+    )
+
+
 def _policy_ready(cp: ControlPlane, name: str) -> bool:
     obj = json.loads(cp.kubectl("get", "ecrtagpolicy", name, "-o", "json").stdout)
     return any(c.get("type") == "Ready" for c in (obj.get("status") or {}).get("conditions") or [])
@@ -115,6 +132,8 @@ def run_demo(*, once: bool) -> int:
                 tags = {t: tag_digest(client, spec["repositoryName"], t) for t in spec["tags"]}
                 say("in ECR now: " + ", ".join(f"{t} -> {d}" for t, d in tags.items()))
                 ok = all(d == image.digest for d in tags.values())
+                say(f"the emulator's OCI registry is at {ecr.registry}; push an image of your own with crane")
+                print(_crane_hint(client, ecr.registry, spec["repositoryName"], namespace, name), flush=True)
                 if not once:
                     say(f"operator log: {op.log_path}; KUBECONFIG={cp.kubeconfig_path}")
                     say("running until Ctrl-C")

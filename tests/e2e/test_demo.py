@@ -43,6 +43,10 @@ def test_demo_once_shows_a_ready_resource_and_its_status() -> None:
     assert {t["tag"]: t["digest"] for t in status["tags"]} == {"staging": digest, "latest": digest}
     assert f"in ECR now: staging -> {digest}, latest -> {digest}" in out
     assert "stopping the operator, kube-apiserver, etcd and the ECR emulator" in out
+    registry = re.search(r"the emulator's OCI registry is at (127\.0\.0\.1:\d+)", out)
+    assert registry, out
+    assert f"crane auth login {registry.group(1)} -u AWS -p " in out
+    assert f"crane append --insecure -f hello.tar -t {registry.group(1)}/demo/web:mine" in out
     policies = out[out.index("NAME ", out.index("NAME ") + 1) :].splitlines()
     assert policies[0].split()[:3] == ["NAME", "READY", "NAMESPACES"]
     assert policies[1].split()[:3] == ["demo", "True", "1"]
