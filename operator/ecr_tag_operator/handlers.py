@@ -309,15 +309,12 @@ def _drift_check(
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    namespace, uid = str(body.meta.get("namespace")), str(body.meta.get("uid"))
-    if not runtime.enter(namespace):
-        return None  # its namespace is at its share: a later tick
-    try:
-        request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
-        with runtime.lock_for(uid):
-            decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
-    finally:
-        runtime.leave(namespace)
+    # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
+    # and hold none of kopf's workers; a group of one repository must run together to share reads.
+    uid = str(body.meta.get("uid"))
+    request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    with runtime.lock_for(uid):
+        decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
     runtime.undefer(uid)
     return decision
 
