@@ -315,7 +315,10 @@ def _drift_check(
     request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
     with runtime.lock_for(uid):
         decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
-    runtime.undefer(uid)
+    if not decision.transient:
+        # A taken-over change that failed transiently has no lastSyncTime yet, so no drift check
+        # would ever be due: it stays with the scheduler until it is done.
+        runtime.undefer(uid)
     return decision
 
 

@@ -3,6 +3,7 @@ recorded. They turn kopf's arguments into a request and apply the decision; noth
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -203,3 +204,20 @@ def test_deletion_removes_the_tags_still_at_our_image(
     handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
     assert "prod" not in ecr.repo(REPO).tags
     assert ("Normal", "TagsDeleted", "deleted prod") in events
+
+
+def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    runtime = runtime_of(memo)
+    obj = body(SPEC, {})
+    runtime.defer("u-1")
+    ecr.fail_calls["PutImage"] = Failure("PutImage", "ThrottlingException", "slow down")
+    check = functools.partial(
+        handlers._drift_check, runtime=runtime, settings=kopf.OperatorSettings(), tag_claims={}, view=lambda: view(memo)
+    )
+    decision = check(dict(obj), "spec")
+    assert decision is not None
+    assert decision.transient
+    assert runtime.deferred("u-1")  # picked again next tick, though it has no lastSyncTime
+    del ecr.fail_calls["PutImage"]
+    assert check(dict(obj), "spec") is not None
+    assert not runtime.deferred("u-1")
