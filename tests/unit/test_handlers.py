@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 import pytest
 
-from ecr_tag_operator import handlers, metrics
+from ecr_tag_operator import handlers, metrics, views
 from ecr_tag_operator.drift_schedule import entry_of
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Failure
@@ -80,9 +80,9 @@ GRANTED: dict[str, Any] = {
 }
 
 
-def view(memo: kopf.Memo, **indexes: Any) -> handlers.Grants:
+def view(memo: kopf.Memo, **indexes: Any) -> views.Grants:
     both = GRANTED | indexes
-    return handlers.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
+    return views.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
 
 
 def call(memo: kopf.Memo, obj: kopf.Body, reason: str = "create", **indexes: Any) -> kopf.Patch:
@@ -183,8 +183,8 @@ def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
     entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    granted = handlers._urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
-    lifted = handlers._urgency(runtime, {}, {}, GRANTED["namespace_labels"])
+    granted = views.urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
+    lifted = views.urgency(runtime, {}, {}, GRANTED["namespace_labels"])
     assert granted(entry)  # a policy grants it now
     assert not lifted(entry)  # still refused: nothing new
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
