@@ -20,7 +20,6 @@ from .drift_scheduler import DriftScheduler, Tuning
 from .ownership import Claim, ClaimKey, claims
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
-from .settings import Settings
 from .spec import SpecError, parse_spec
 from .views import NamespaceLabels, Policies, TagClaims
 
@@ -31,18 +30,9 @@ DriftEntries = Mapping[Group, Iterable[Entry]]
 _NONE: Mapping[Any, Any] = {}
 
 
-def _runtime(memo: kopf.Memo) -> Runtime:
-    """The runtime a test or the CLI put on memo, else one built from the environment."""
-    runtime = memo.get("runtime")
-    if not isinstance(runtime, Runtime):
-        runtime = Runtime.build(Settings())
-        memo["runtime"] = runtime
-    return runtime
-
-
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     ours = runtime.settings
     # kopf's marks on objects under our own domain instead of kopf.zalando.org.
     settings.persistence.finalizer = ours.finalizer
@@ -75,7 +65,7 @@ async def login(
 ) -> kopf.AiohttpSession | None:
     """kopf's own credentials, served through a session with a bounded connection pool."""
     info = apisession.credentials(settings=settings, logger=logger, **kwargs)
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     runtime.credentials = info  # for the drift scheduler's own session
     return apisession.session_for(info, runtime.settings.api_connection_limit) if info else None
 
@@ -238,7 +228,7 @@ async def start_drift_scheduler(
     namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     ours = runtime.settings
 
     store = KubeObjects(
