@@ -154,10 +154,11 @@ def pick(
     for entry in entries:
         if waiting(entry):
             continue
+        if deferred(entry):  # a spec change its namespace had no slot for: the scheduler's until done
+            runs.setdefault(entry.group, []).append(Pick(entry, "spec"))
+            continue
         if entry.generation != entry.observed_generation:
-            if deferred(entry):  # a spec change its namespace had no slot for: now the scheduler's
-                runs.setdefault(entry.group, []).append(Pick(entry, "spec"))
-            elif lost_creation(entry, now, rescue_after):
+            if lost_creation(entry, now, rescue_after):
                 runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
             continue  # the spec handler has a change to handle first
         due = due_time(entry, jitter, (checked or {}).get(entry.uid))

@@ -135,3 +135,35 @@ def test_checks_due_soon_fill_a_group_that_runs_anyway() -> None:
     assert run(entries, early=0.1, max_members=3) == [[("r1", "drift"), ("r2", "drift"), ("r3", "drift")]]
     # Nothing due: nothing runs early.
     assert run(entries[1:], early=0.1) == []
+
+
+def test_a_deferred_change_is_picked_until_done_even_once_its_generation_is_observed() -> None:
+    """A change the scheduler took over that failed transiently has its generation observed but no
+    lastSyncTime: no drift check would ever be due, so it is picked for as long as it is deferred."""
+    pending = entry(1, synced=None)
+    assert pending.observed_generation == pending.generation
+    picked = pick(
+        [pending],
+        NOW,
+        jitter=0,
+        early=0,
+        rescue_after=900,
+        urgent=lambda _: False,
+        waiting=lambda _: False,
+        deferred=lambda e: e.uid == pending.uid,
+        max_members=10,
+    )
+    assert [[(p.entry.uid, p.trigger) for p in g] for g in picked] == [[(pending.uid, "spec")]]
+    assert (
+        pick(
+            [pending],
+            NOW,
+            jitter=0,
+            early=0,
+            rescue_after=900,
+            urgent=lambda _: False,
+            waiting=lambda _: False,
+            max_members=10,
+        )
+        == []
+    )
