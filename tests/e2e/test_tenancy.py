@@ -356,7 +356,7 @@ def test_two_roles_for_one_registry_are_a_conflict_on_both_policies(
         assert [(c["namespace"], c["registryId"], c["region"]) for c in conflicts] == [(ns, OWN_ACCOUNT, REGION)]
         assert conflicts[0]["policies"] == sorted([first, second])
     with capsys.disabled():
-        print("\n" + control_plane.kubectl("get", "ecrtagpolicies", first, second).stdout)
+        print("\n" + control_plane.kubectl("get", "ecrtagpolicies", first, second).stdout + message)
     assert repository_calls(ecr_server, repo) == before
 
 
