@@ -16,7 +16,7 @@ import pytest
 
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries, repo_root
-from ecr_tag_localenv.ecr_launcher import RunningEmulator, client_env, start_emulator
+from ecr_tag_localenv.ecr_launcher import REGION, RunningEmulator, client_env, start_emulator
 from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_localenv.waiting import wait_for
@@ -27,7 +27,13 @@ from .helpers import condition, eit, get, unique
 
 pytestmark = pytest.mark.e2e
 
-POLICY = json.loads((repo_root() / "docs" / "iam-policy.json").read_text())
+# The own-account policy is written for one account and region: this emulator's.
+POLICY = json.loads(
+    (repo_root() / "docs" / "iam-policy.json")
+    .read_text()
+    .replace(":REGION:", f":{REGION}:")
+    .replace(":ACCOUNT:", ":123456789012:")
+)
 ROLE_ARN = "arn:aws:iam::123456789012:role/promoter"
 ASSUME_ONLY = json.loads((repo_root() / "docs" / "iam-policy-assume-only.json").read_text())
 
@@ -133,15 +139,24 @@ def ready_reason(world: IamWorld, ns: str, name: str) -> str | None:
     return f"{cond['status']}/{cond['reason']}" if cond else None
 
 
+def wait_reason(world: IamWorld, op: OperatorProcess, ns: str, name: str, want: str, timeout: float = 90) -> None:
+    """Until the resource's Ready is ``want`` (status/reason); a timeout shows its status and the log."""
+    try:
+        wait_for(f"{ns}/{name} {want}", lambda: ready_reason(world, ns, name) == want, timeout=timeout)
+    except TimeoutError as exc:
+        obj = get(world.cluster, ns, name) or {}
+        raise AssertionError(f"{exc}\nstatus: {obj.get('status')}\noperator log:\n{op.log_tail(40)}") from None
+
+
 def test_least_policy_is_enough(world: IamWorld) -> None:
     repo = unique("iam/least")
     img = ecr_seed.push(world.admin_ecr, repo, "build-1", "oci", seed=repo)
     ns = world.namespace(write_grant(repo))
-    with world.operator("least"):
+    with world.operator("least") as op:
         world.cluster.kubectl(
             "apply", "-f", "-", input=eit("web", ns, repositoryName=repo, source={"tag": "build-1"}, tags=["prod"])
         )
-        wait_for("Ready", lambda: ready_reason(world, ns, "web") == "True/InSync")
+        wait_reason(world, op, ns, "web", "True/InSync")
     assert tag_digest(world.admin_ecr, repo, "prod") == img.digest
 
 
@@ -153,10 +168,11 @@ def test_policy_without_put_image_reports_access_denied(world: IamWorld) -> None
         world.cluster.kubectl(
             "apply", "-f", "-", input=eit("web", ns, repositoryName=repo, source={"tag": "build-1"}, tags=["prod"])
         )
-        wait_for("AccessDenied", lambda: ready_reason(world, ns, "web") == "False/AccessDenied", timeout=90)
+        wait_reason(world, op, ns, "web", "False/AccessDenied")
         log = op.log_text()
     obj = get(world.cluster, ns, "web")
-    assert obj is not None
+    assert obj is not None, obj
+    assert obj["status"]["failures"], obj["status"]
     tag = obj["status"]["tags"][0]
     assert (tag["tag"], tag["inSync"], tag["reason"]) == ("prod", False, "AccessDenied")
     failure = obj["status"]["failures"][0]
@@ -181,14 +197,14 @@ def test_the_policys_role_is_assumed_for_the_namespaces_it_grants(world: IamWorl
     refused = world.namespace()
     spec = {"repositoryName": repo, "source": {"tag": "build-1"}}
     before = len(world.assumed_sessions())
-    with world.operator("assume-only"):
+    with world.operator("assume-only") as op:
         world.cluster.kubectl("apply", "-f", "-", input=eit("web", with_role, **spec, tags=["prod"]))
         world.cluster.kubectl("apply", "-f", "-", input=eit("web", without_role, **spec, tags=["other"]))
         world.cluster.kubectl("apply", "-f", "-", input=eit("web", refused, **spec, tags=["third"]))
-        wait_for("Ready through the role", lambda: ready_reason(world, with_role, "web") == "True/InSync")
+        wait_reason(world, op, with_role, "web", "True/InSync")
         # The operator's own identity may only assume the role: it cannot read ECR itself.
-        wait_for("AccessDenied", lambda: ready_reason(world, without_role, "web") == "False/AccessDenied", timeout=90)
-        wait_for("Forbidden", lambda: ready_reason(world, refused, "web") == "False/Forbidden")
+        wait_reason(world, op, without_role, "web", "False/AccessDenied")
+        wait_reason(world, op, refused, "web", "False/Forbidden")
     assert tag_digest(world.admin_ecr, repo, "prod") == img.digest
     assert tag_digest(world.admin_ecr, repo, "other") is None
     assert tag_digest(world.admin_ecr, repo, "third") is None
