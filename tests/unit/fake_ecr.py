@@ -62,6 +62,7 @@ class FakeEcr:
     uploads: dict[str, FakeUpload] = field(default_factory=dict)
     completed: list[tuple[str, str, list[int]]] = field(default_factory=list)  # (repository, digest, part sizes)
     downloaded_bytes: int = 0
+    complete_asked: list[str] = field(default_factory=list)  # digests CompleteLayerUpload was called with
     chunk: int = 1024 * 1024
 
     def repo(self, name: str) -> Repo:
@@ -195,6 +196,7 @@ class FakeEcr:
 
     def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
         self._enter("CompleteLayerUpload")
+        self.complete_asked.append(digest)
         up = self.uploads.pop(upload_id)
         if any(size < self.min_part for size in up.parts[:-1]):
             raise EcrCallError(Failure("CompleteLayerUpload", "LayerPartTooSmallException", "too small"))
