@@ -74,10 +74,20 @@ class EcrImageTagSpec(_Model):
             raise ValueError("tags must be unique")
         return tags
 
+    @field_validator("referrers", mode="before")
+    @classmethod
+    def _one_word_list(cls, value: Any) -> Any:
+        """The CRD's ["All"] / ["None"] (a structural schema has no string-or-list type) mean All / None."""
+        if isinstance(value, list | tuple) and len(value) == 1 and value[0] in ("All", "None"):
+            return value[0]
+        return value
+
     @field_validator("referrers")
     @classmethod
     def _referrer_types(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
-        if isinstance(value, tuple) and (not value or len(value) > 20 or any(not t or len(t) > 255 for t in value)):
+        if isinstance(value, tuple) and (
+            not value or len(value) > 20 or any(not t or len(t) > 255 or t in ("All", "None") for t in value)
+        ):
             raise ValueError("referrers: All, None, or a list of 1 to 20 artifact types")
         return value
 
