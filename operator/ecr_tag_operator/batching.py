@@ -120,7 +120,13 @@ class _Cached:
 class SharedReads:
     """An EcrApi whose reads are coalesced and cached; writes pass straight through."""
 
-    def __init__(self, inner: EcrApi, clock: Callable[[], float] = time.monotonic, max_cached: int = 50_000) -> None:
+    def __init__(
+        self,
+        inner: EcrApi,
+        clock: Callable[[], float] = time.monotonic,
+        max_cached: int = 50_000,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self._inner = inner
         self._clock = clock
         self._images: _Coalescer[ImageId, Images] = _Coalescer(MAX_IDS_PER_CALL, clock)
@@ -128,6 +134,9 @@ class SharedReads:
         self._cache: dict[Hashable, _Cached] = {}
         self._cache_lock = threading.Lock()
         self._max_cached = max_cached
+        # Manifests are up to 4 MiB each (ECR's limit): the cache is bounded by their bytes too.
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     # -- cache --------------------------------------------------------------------------------------
     def _get(self, key: Hashable, max_age: float | None) -> Any | None:
@@ -138,10 +147,20 @@ class SharedReads:
         return hit.value
 
     def _put(self, key: Hashable, value: Any) -> None:
+        size = len(value.manifest) if isinstance(value, Image) else 0
         with self._cache_lock:
-            if len(self._cache) >= self._max_cached:
+            if len(self._cache) >= self._max_cached or self._bytes + size > self._max_bytes:
                 self._cache.clear()  # crude but bounded: a rebuild costs one read per entry
+                self._bytes = 0
+            old = self._cache.get(key)
+            if old is not None and isinstance(old.value, Image):
+                self._bytes -= len(old.value.manifest)
             self._cache[key] = _Cached(value, self._clock())
+            self._bytes += size
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
 
     # -- EcrApi -------------------------------------------------------------------------------------
     def batch_get_image(

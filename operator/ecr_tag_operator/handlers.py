@@ -17,6 +17,7 @@ from .apisession import KubeObjects
 from .core import Decision, Request
 from .drift_schedule import Entry, Group, entry_of
 from .drift_scheduler import DriftScheduler, Tuning, Urgent
+from .model import Permission
 from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, claims, contested
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
@@ -139,6 +140,8 @@ class Grants:
         ]
         self._labels = labels
         self._kept: dict[str, grants.NamespaceGrants] = {}
+        self._writes: dict[tuple[str, ClaimKey], bool] = {}
+        self._permissions: dict[tuple[Any, ...], Permission] = {}
 
     @classmethod
     def snapshot(cls, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> Grants:
@@ -157,7 +160,20 @@ class Grants:
 
     def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
         """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
-        return self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
+        asked = (claim.namespace, key)
+        found = self._writes.get(asked)
+        if found is None:
+            found = self._writes[asked] = self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
+        return found
+
+    def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:
+        """authz.permission, asked once per namespace and distinct target and source in a view."""
+        target = (spec.mode, spec.registry_id, spec.region, spec.repository_name, spec.tags)
+        asked = (namespace, *target, spec.source_registry, spec.source_repository)
+        found = self._permissions.get(asked)
+        if found is None:
+            found = self._permissions[asked] = authz.permission(spec, namespace, self.of(namespace))
+        return found
 
 
 def _request(
@@ -173,7 +189,7 @@ def _request(
     own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
     namespace = str(meta.get("namespace"))
     mine = view.of(namespace)
-    allowed = authz.permission(spec, namespace, mine)
+    allowed = view.permission(spec, namespace)
     region, account = runtime.settings.region, runtime.own_account
     me = claim_of(meta, spec, region, account)
 
@@ -264,7 +280,7 @@ def _urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels
     def urgent(entry: Entry) -> bool:
         """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
         changed (the winner was deleted, let the tag go, or lost its grant)."""
-        allowed = authz.permission(entry.spec, entry.namespace, view.of(entry.namespace)).refused is None
+        allowed = view.permission(entry.spec, entry.namespace).refused is None
         if allowed == (entry.ready_reason == "Forbidden"):
             return True
         return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts

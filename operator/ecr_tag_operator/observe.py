@@ -126,16 +126,16 @@ def _archived(ecr: EcrApi, where: Registry, repository: str, asked: ImageId) -> 
     state = ecr.image_status(where, repository, asked)
     if state not in ("ARCHIVED", "ACTIVATING"):
         return None
-    shown = f"{repository}@{asked.digest}" if asked.digest else f"{repository}:{asked.tag}"
+    image_id = f"imageDigest={asked.digest}" if asked.digest else f"imageTag={asked.tag}"
     if state == "ACTIVATING":
-        return Failure("DescribeImages", "ImageRestoring", f"{shown} is being restored from archive", image_id=asked)
+        return Failure("DescribeImages", "ImageRestoring", f"the source ({image_id}) is being restored", image_id=asked)
+    # The command first: messages are trimmed to a few hundred characters.
     restore = (
-        f"aws ecr update-image-storage-class --repository-name {repository} "
-        f"--image-id {'imageDigest=' + asked.digest if asked.digest else 'imageTag=' + str(asked.tag)} "
+        f"aws ecr update-image-storage-class --repository-name {repository} --image-id {image_id} "
         "--target-storage-class STANDARD"
     )
     return Failure(
-        "DescribeImages", "ImageArchived", f"{shown} is archived; restore it with: {restore}", image_id=asked
+        "DescribeImages", "ImageArchived", f"the source is archived; restore it with: {restore}", image_id=asked
     )
 
 

@@ -7,6 +7,7 @@ Reading a previous status goes through the helpers here too, so it is parsed in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -53,9 +54,15 @@ def timestamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Another tenant's or the operator's identity is not a tenant's business: IAM principals' ARNs and
+# account ids in ECR's and STS's messages are shown as placeholders.
+_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+")
+_ACCOUNT = re.compile(r"\b\d{12}\b")
+
+
 def trim(text: str, limit: int) -> str:
     words = [("[redacted]" if any(h in w for h in _SECRET_HINTS) else w) for w in text.split()]
-    text = " ".join(words)
+    text = _ACCOUNT.sub("[account]", _ARN.sub("[principal]", " ".join(words)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -147,16 +154,20 @@ def render(
         ]
     src = obs.source if obs else None
     if obs is not None and src is not None:
+        children = src.parsed.children
         body["image"] = {
             "digest": src.digest,
             "mediaType": src.media_type,
+            # Capped like the layers: an index of thousands of children must not outgrow etcd's limit.
             "platforms": [
                 {"digest": c.digest, "present": obs.children_present.get(c.digest, False)}
                 | {k: v for k, v in (("os", p.os), ("architecture", p.architecture), ("variant", p.variant)) if v}
-                for c in src.parsed.children
+                for c in children[:max_layers]
                 for p in [c.platform or Platform()]
             ],
         }
+        if src.parsed.is_index:
+            body["image"] |= {"platformCount": len(children), "platformsTruncated": len(children) > max_layers}
         blobs = src.blobs()
         layers: list[dict[str, Any]] = []
         counts = {"total": len(blobs), "available": 0, "unavailable": 0, "archived": 0, "missing": 0}

@@ -14,17 +14,11 @@ import pytest
 
 from ecr_tag_localenv.control_plane import repo_root
 from ecr_tag_operator import ecr
-from ecr_tag_operator.grants import (
-    NAME_TAG,
-    NAMESPACE_TAG,
-    ROLE_ARN_PATTERN,
-    session_name,
-    session_tags,
-    source_identity,
-)
+from ecr_tag_operator.grants import NAMESPACE_TAG, ROLE_ARN_PATTERN, source_identity
 
 DOCS = repo_root() / "docs"
-READS = {"ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"}
+# DescribeRepositories (tag mutability) and DescribeImages (archived images) are reads too.
+READS = {"ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability", "ecr:DescribeRepositories", "ecr:DescribeImages"}
 WRITES = {"ecr:PutImage", "ecr:BatchDeleteImage"}
 ASSUME = {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"}
 ECR_POLICIES = ["iam-policy.json", "iam-policy-scoped.json", "iam-policy-target-account.json"]
@@ -106,13 +100,15 @@ def test_trust_policy_checks_what_the_operator_sends() -> None:
     assert set(statement["Action"]) == ASSUME
     assert statement["Principal"] == {"AWS": "arn:aws:iam::111122223333:role/ecr-tag-operator"}
     condition = statement["Condition"]
-    # The values an EcrImageTag web in namespace team-a gets from the operator pass the conditions.
-    tags = session_tags("team-a", "web")
+    # What the operator sends for namespace team-a (ecr.assume_role_args) passes the conditions;
+    # team-ab's does not.
+    sent = ecr.assume_role_args("team-a")
+    tags = {t["Key"]: t["Value"] for t in sent["Tags"]}
     assert condition["StringEquals"] == {
-        "sts:SourceIdentity": source_identity("team-a"),
+        "sts:SourceIdentity": sent["SourceIdentity"],
         f"aws:RequestTag/{NAMESPACE_TAG}": tags[NAMESPACE_TAG],
     }
     (pattern,) = condition["StringLike"].values()
-    assert fnmatch.fnmatchcase(session_name("team-a", "web"), pattern)
-    assert not fnmatch.fnmatchcase(session_name("team-ab", "web"), pattern)
-    assert set(condition["ForAllValues:StringEquals"]["aws:TagKeys"]) == {NAMESPACE_TAG, NAME_TAG} == set(tags)
+    assert fnmatch.fnmatchcase(sent["RoleSessionName"], pattern)
+    assert not fnmatch.fnmatchcase(ecr.assume_role_args("team-ab")["RoleSessionName"], pattern)
+    assert set(condition["ForAllValues:StringEquals"]["aws:TagKeys"]) == set(tags)

@@ -23,8 +23,9 @@ from ecr_tag_localenv.control_plane import (
 )
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_localenv.operator_process import OperatorProcess
-from tests.plugins.control_plane import OPERATOR_CRD
+from tests.plugins.control_plane import OPERATOR_CRD, POLICY_CRD
 from tests.plugins.ecr_server import aws_client, emulator_or_fail
+from tests.plugins.operator_process import policy_yaml
 
 # Short kopf retry delay so a transient failure is retried in seconds (the default is 20 s).
 OPERATOR_TEST_ENV = {"ECR_TAG_OPERATOR_TRANSIENT_RETRY_DELAY": "2", "ECR_TAG_OPERATOR_MAX_ATTEMPTS": "3"}
@@ -53,6 +54,11 @@ def start_control_plane(bin_dir: Path) -> ControlPlane:
     try:
         plane.start()
         plane.install_crds(OPERATOR_CRD)
+        plane.install_crds(POLICY_CRD)
+        # Nothing is allowed without a policy: the fault tests' namespaces may use every repository
+        # of the emulator's account and region (etcd keeps it across a control-plane restart).
+        spec = {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]}
+        plane.kubectl("apply", "-f", "-", input=policy_yaml("faults-allow-all", spec))
         return plane
     except ControlPlaneError as exc:
         failure = f"the local control plane did not start: {exc}"

@@ -346,3 +346,48 @@ def test_retries_of_throttled_puts_are_paced_too(h: Harness) -> None:
     throttled = calls.faulted.get("PutImage", 0)
     assert throttled <= 2
     assert calls.of("PutImage") == 15 + throttled
+
+
+def test_a_release_ecr_refuses_for_an_index_child_is_reported_and_kept(h: Harness) -> None:
+    """Issue 14 case 5. ECR refuses to delete the last tag of a manifest an index in the repository
+    references: BatchDeleteImage answers the per-image failure ImageReferencedByManifestList (service
+    model, ImageFailureCode; BatchDeleteImage API reference). The tag stays and status says why."""
+    index = ecr_seed.push(h.client, "team/multi", "build-1", "index", seed="idx")
+    child = index.children[0]
+    ecr_seed.push_verbatim(h.client, "team/multi", child.manifest, tag="amd64", media_type=child.media_type)
+    first = h.run(repositoryName="team/multi", source={"digest": child.digest}, tags=["amd64"], deletionPolicy="Delete")
+    assert conditions(first)["Ready"] == ("True", "InSync")
+    # Promote the whole index under a new tag: amd64 is released, and it is the child's last tag.
+    result = h.run(
+        repositoryName="team/multi", source={"digest": index.digest}, tags=["multi"], deletionPolicy="Delete"
+    )
+    failures = [f for f in result.status["failures"] if f["operation"] == "BatchDeleteImage"]
+    assert [(f["code"], f.get("tag")) for f in failures] == [("ImageReferencedByManifestList", "amd64")]
+    assert h.tag_digest("team/multi", "amd64") == child.digest
+    assert h.tag_digest("team/multi", "multi") == index.digest
+    assert not [e for e in result.events if e.reason == "TagDeleted"]
+    assert conditions(result)["Ready"] == ("True", "InSync")  # the wanted tag is in sync; the release is reported
+
+
+def test_limit_exceeded_is_not_retried_and_reported_with_ecrs_words(h: Harness) -> None:
+    """Issue 14 case 6. An image holds at most 1,000 tags; ECR answers LimitExceededException, which
+    botocore's standard retry mode counts as throttling and retries; the operator does not retry it."""
+    img = ecr_seed.push(h.client, "team/many", "build-1", "docker", seed="many")
+    for n in range(999):  # build-1 plus 999 more: the image is full
+        h.client.put_image(
+            repositoryName="team/many",
+            imageManifest=img.manifest,
+            imageManifestMediaType=img.media_type,
+            imageTag=f"t{n}",
+        )
+    h.server.control.reset_calls()
+    result = h.run(repositoryName="team/many", source={"tag": "build-1"}, tags=["one-too-many"])
+    assert conditions(result)["Ready"] == ("False", "LimitExceeded")
+    assert h.puts("team/many") == 1  # one attempt: not retried
+    failure = result.status["failures"][0]
+    assert (failure["operation"], failure["code"], failure["tag"]) == (
+        "PutImage",
+        "LimitExceededException",
+        "one-too-many",
+    )
+    assert not result.transient

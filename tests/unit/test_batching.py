@@ -212,3 +212,14 @@ def test_a_fair_bucket_keeps_the_rate() -> None:
     now[0] += 0.1
     assert done.wait(5)
     thread.join()
+
+
+def test_the_manifest_cache_is_bounded_in_bytes() -> None:
+    """An index's children are read by digest and cached; manifests of up to 4 MiB each must not grow
+    the operator without bound."""
+    fake = FakeEcr()
+    reads = SharedReads(fake, max_bytes=3 * len(MANIFEST))
+    for n in range(10):
+        reads._put(("manifest", WHERE, "team/app", f"sha256:{n}"), Image(ImageId(digest=f"sha256:{n}"), MANIFEST, None))
+        assert reads.cached_bytes <= 3 * len(MANIFEST)
+    assert reads.cached_bytes > 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ecr_tag_operator.model import Condition, Failure, Outcomes
+from ecr_tag_operator.model import Condition, Failure, Observation, Outcomes
 from ecr_tag_operator.planner import assess, plan
 from ecr_tag_operator.status import merge_conditions, render, trim
 
-from .builders import image_manifest, observed, source, spec
+from .builders import image_manifest, index_manifest, observed, source, spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -53,3 +53,36 @@ def test_render_caps_layers_and_failures_and_counts_all() -> None:
     assert body["observedGeneration"] == 3
     assert body["image"]["digest"] == img.digest
     assert {t["tag"] for t in body["tags"]} == {"staging", "prod"}
+
+
+def test_principals_and_account_ids_are_not_shown_to_tenants() -> None:
+    said = (
+        "User: arn:aws:sts::444455556666:assumed-role/ecr-tags-team-b/eit.team-b is not authorized to "
+        "perform: ecr:PutImage on resource: arn:aws:ecr:eu-west-1:444455556666:repository/team-b/web"
+    )
+    shown = trim(said, 300)
+    assert "444455556666" not in shown
+    assert "ecr-tags-team-b" not in shown
+    assert "ecr:PutImage" in shown
+    assert "[principal]" in shown
+    digest = "sha256:" + "1234567890ab" * 5 + "abcd"
+    assert trim(f"points at {digest}", 300) == f"points at {digest}"  # digits inside a digest stay
+
+
+def test_an_index_of_many_children_lists_a_capped_number_of_platforms() -> None:
+    children = [image_manifest(n, n + 1000) for n in range(3)]
+    src = source(index_manifest(*children), *children)
+    obs = Observation(src, children_present={}, tag_digests={})
+    body = render(
+        assess(spec(), obs, plan(spec(), obs), Outcomes()),
+        obs,
+        {},
+        datetime(2026, 6, 1, tzinfo=UTC),
+        1,
+        max_layers=2,
+        max_failures=20,
+        message_limit=300,
+    )
+    assert len(body["image"]["platforms"]) == 2
+    assert body["image"]["platformCount"] == 3
+    assert body["image"]["platformsTruncated"] is True
