@@ -326,17 +326,19 @@ def copy_referrers(
                 copied += moved[0]
                 bytes_copied += moved[1]
                 parts += moved[2]
-        for subject in subjects:
-            for tag in cosign_tags(subject):
-                got = ecr.batch_get_image(route.source, route.source_repository, [ImageId(tag=tag)])
-                if not got.images or got.images[0].digest is None:
-                    continue
-                there = ecr.batch_get_image(route.target, route.target_repository, [ImageId(tag=tag)])
-                if there.images:
+        # Cosign's tags of every subject: one read of the source and one of the target, not one per tag.
+        wanted = [ImageId(tag=t) for subject in subjects for t in cosign_tags(subject)]
+        found = ecr.batch_get_image(route.source, route.source_repository, wanted)
+        in_source = {i.image_id.tag: i.digest for i in found.images if i.image_id.tag and i.digest}
+        if in_source:
+            there = ecr.batch_get_image(route.target, route.target_repository, [ImageId(tag=t) for t in in_source])
+            in_target = {i.image_id.tag for i in there.images}
+            for tag, digest in in_source.items():
+                if tag in in_target:
                     continue  # the target has this tag: never moved by a copy
-                new, moved = _carry(ecr, route, ImageId(digest=got.images[0].digest), tag, settings, log)
+                new, moved = _carry(ecr, route, ImageId(digest=digest), tag, settings, log)
                 tags_put.append(tag)
-                carried.append(Referrer(got.images[0].digest, f"tag:{tag.rsplit('.', 1)[-1]}", ""))
+                carried.append(Referrer(digest, f"tag:{tag.rsplit('.', 1)[-1]}", ""))
                 put += new
                 copied += moved[0]
                 bytes_copied += moved[1]
