@@ -153,9 +153,11 @@ def _stream(ecr: EcrApi, route: Route, blob: BlobToCopy, upload: _Upload, url: s
                         False,
                     )
                 while len(buffer) >= upload.part_size:
-                    part = bytes(buffer[: upload.part_size])
+                    with memoryview(buffer) as view:
+                        part = bytes(view[: upload.part_size])  # one copy: the part sent
                     del buffer[: upload.part_size]
                     upload.send(part)
+                    del part
             break
         except DownloadError as exc:
             tries += 1
@@ -200,11 +202,15 @@ def _copy_blobs(
     deferred: list[str] = []
     lock = threading.Lock()
 
+    begun = [0]
+
     def one(blob: BlobToCopy) -> None:
         with lock:
-            if first or clock() - started > settings.copy_budget_seconds:
+            # The first blob always starts, so that every reconcile makes progress.
+            if first or (begun[0] and clock() - started > settings.copy_budget_seconds):
                 deferred.append(blob.digest)
                 return
+            begun[0] += 1
         try:
             copied = copy_blob(ecr, route, blob, settings.copy_attempts, log)
         except _Abandoned as exc:

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ecr_tag_operator.manifests import digest_of, parse_manifest
 from ecr_tag_operator.model import (
@@ -42,8 +43,10 @@ class Repo:
 @dataclass
 class FakeUpload:
     repository: str
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray = field(default_factory=bytearray)  # kept only when the fake retains uploads
     parts: list[int] = field(default_factory=list)
+    received: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class FakeEcr:
     downloaded_bytes: int = 0
     complete_asked: list[str] = field(default_factory=list)  # digests CompleteLayerUpload was called with
     chunk: int = 1024 * 1024
+    retain_uploads: bool = True  # False: uploads are hashed, not kept (memory measurements)
 
     def repo(self, name: str) -> Repo:
         return self.repos.setdefault(name, Repo())
@@ -188,9 +192,12 @@ class FakeEcr:
     ) -> int:
         self._enter("UploadLayerPart")
         up = self.uploads[upload_id]
-        if first_byte != len(up.data) or last_byte != first_byte + len(data) - 1 or len(data) > 20 * 1024 * 1024:
+        if first_byte != up.received or last_byte != first_byte + len(data) - 1 or len(data) > 20 * 1024 * 1024:
             raise EcrCallError(Failure("UploadLayerPart", "InvalidLayerPartException", "bad part"))
-        up.data += data
+        if self.retain_uploads:
+            up.data += data
+        up.hasher.update(data)
+        up.received += len(data)
         up.parts.append(len(data))
         return last_byte
 
@@ -200,12 +207,13 @@ class FakeEcr:
         up = self.uploads.pop(upload_id)
         if any(size < self.min_part for size in up.parts[:-1]):
             raise EcrCallError(Failure("CompleteLayerUpload", "LayerPartTooSmallException", "too small"))
-        computed = "sha256:" + hashlib.sha256(up.data).hexdigest()
+        computed = "sha256:" + up.hasher.hexdigest()
         if computed != digest:
             raise EcrCallError(Failure("CompleteLayerUpload", "InvalidLayerException", "digest mismatch"))
         repo = self.repo(repository)
         repo.blobs.add(digest)
-        repo.blob_bytes[digest] = bytes(up.data)
+        if self.retain_uploads:
+            repo.blob_bytes[digest] = bytes(up.data)
         self.completed.append((repository, digest, up.parts))
         return digest
 

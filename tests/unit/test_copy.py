@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -291,3 +292,35 @@ def test_a_blob_over_the_size_cap_is_not_copied() -> None:
     decision = core.reconcile(Request(parse_spec(raw), {}, 1, "create"), ecr, settings, NOW, LOG)
     assert ready(decision.status) == ("False", "BlobTooLarge")
     assert "Download" not in ecr.calls
+
+
+def test_a_spent_time_budget_stops_new_blobs_and_comes_back_at_once() -> None:
+    ecr = FakeEcr()
+    two_blob_image(ecr, size=1000)
+    settings = SETTINGS.model_copy(update={"copy_budget_seconds": 1e-9, "copy_parallel_blobs": 1})
+    raw = {"repositoryName": PROD, "source": {"tag": "build-1", "repositoryName": DEV}, "tags": ["v1"]}
+    first = core.reconcile(Request(parse_spec(raw), {}, 1, "create"), ecr, settings, NOW, LOG)
+    assert ready(first.status) == ("False", "Copying")
+    assert first.requeue_after == 1.0
+    assert first.status["copy"]["blobs"]["copied"] == 1  # the first blob always starts
+    assert first.status["copy"]["inFlight"] is not None
+    second = core.reconcile(Request(parse_spec(raw), first.status, 1, "create"), ecr, settings, NOW, LOG)
+    assert ready(second.status) == ("True", "InSync")
+    assert second.status["copy"]["blobs"] == {"total": 2, "copied": 1, "skipped": 1}
+
+
+def test_memory_is_one_part_buffer_whatever_the_blob_size() -> None:
+    """A 64 MiB blob through the copier allocates a few part buffers at most (5 MiB parts here)."""
+    ecr = FakeEcr(retain_uploads=False)
+    two_blob_image(ecr, size=64 * MIB)
+    settings = SETTINGS.model_copy(update={"copy_parallel_blobs": 1})
+    raw = {"repositoryName": PROD, "source": {"tag": "build-1", "repositoryName": DEV}, "tags": ["v1"]}
+    tracemalloc.start()
+    try:
+        decision = core.reconcile(Request(parse_spec(raw), {}, 1, "create"), ecr, settings, NOW, LOG)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ready(decision.status) == ("True", "InSync")
+    assert decision.status["copy"]["parts"] == 13 + 1  # 64 MiB in 5 MiB parts, and the config
+    assert peak < 3 * 5 * MIB, f"peak {peak / MIB:.1f} MiB for a 64 MiB blob"
