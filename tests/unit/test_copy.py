@@ -17,11 +17,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ecr_tag_operator import core
+from ecr_tag_operator import core, metrics
 from ecr_tag_operator.copy_plan import MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, cosign_tags, part_size, plan_copy
 from ecr_tag_operator.core import Decision, Request
 from ecr_tag_operator.manifests import OCI_INDEX, OCI_MANIFEST, digest_of
-from ecr_tag_operator.model import LayerInfo, Observation
+from ecr_tag_operator.model import Failure, LayerInfo, Observation
 from ecr_tag_operator.settings import Settings
 from ecr_tag_operator.spec import parse_spec
 
@@ -324,3 +324,28 @@ def test_memory_is_one_part_buffer_whatever_the_blob_size() -> None:
     assert ready(decision.status) == ("True", "InSync")
     assert decision.status["copy"]["parts"] == 13 + 1  # 64 MiB in 5 MiB parts, and the config
     assert peak < 3 * 5 * MIB, f"peak {peak / MIB:.1f} MiB for a 64 MiB blob"
+
+
+def test_the_tally_of_a_copy_reaches_the_copy_metrics() -> None:
+    ecr = FakeEcr()
+    two_blob_image(ecr, size=3000)
+    decision, _ = promote(ecr)
+    before_bytes = metrics.COPIED_BYTES._value.get()
+    before_blobs = metrics.COPIED_BLOBS._value.get()
+    metrics.record_tally(decision.tally)
+    assert metrics.COPIED_BYTES._value.get() - before_bytes == 3000 + 24
+    assert metrics.COPIED_BLOBS._value.get() - before_blobs == 2
+
+
+def test_a_source_that_refuses_download_urls_is_a_permanent_access_denied() -> None:
+    ecr = FakeEcr()
+    two_blob_image(ecr, size=1000)
+    ecr.fail_calls["GetDownloadUrlForLayer"] = Failure(
+        "GetDownloadUrlForLayer", "AccessDeniedException", "not authorized to perform ecr:GetDownloadUrlForLayer"
+    )
+    decision, status = promote(ecr)
+    assert ready(status) == ("False", "AccessDenied")
+    assert decision.requeue_after is None
+    assert status["copy"]["lastError"]["operation"] == "GetDownloadUrlForLayer"
+    assert "InitiateLayerUpload" not in ecr.calls
+    assert "v1" not in ecr.repo(PROD).tags
