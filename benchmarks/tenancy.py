@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks import procstat
-from ecr_tag_operator import handlers
+from ecr_tag_operator import authz, handlers, views
 from ecr_tag_operator.drift_schedule import pick
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
@@ -112,7 +112,7 @@ def tick_figures(n: int) -> dict[str, float]:
     claims, entries, policies, labels = indexes(n, runtime)
     flat = [e for group in entries.values() for e in group]
     cpu0 = time.process_time()
-    urgent = handlers._urgency(runtime, claims, policies, labels)
+    urgent = views.urgency(runtime, claims, policies, labels)
     cpu_copy = time.process_time() - cpu0
     result: list[Any] = []
 
@@ -159,14 +159,14 @@ def region_figures() -> dict[str, float]:
         "one",
         {"namespaces": ["team-a"], "registries": [{"regions": ["us-east-1"], "write": [{"repositories": ["**"]}]}]},
     )
-    view = handlers.Grants(runtime, {"one": [PolicyEntry(policy, 1, "1")]}, {"team-a": [{}]})
+    view = views.Grants(runtime, {"one": [PolicyEntry(policy, 1, "1")]}, {"team-a": [{}]})
     before = rss_mib()
     refused = 0
     for k in range(100):
         spec = parse_spec(
             {"repositoryName": "team-a/web", "region": f"xx-made-up-{k + 1}", "source": {"tag": "b"}, "tags": ["t"]}
         )
-        allowed = handlers.authz.permission(spec, "team-a", view.of("team-a"))
+        allowed = authz.permission(spec, "team-a", view.of("team-a"))
         refused += allowed.refused is not None
     ungranted = rss_mib() - before
     clients_after_ungranted = boto.client_count

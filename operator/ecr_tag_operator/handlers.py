@@ -12,41 +12,27 @@ from typing import Any
 
 import kopf
 
-from . import apisession, authz, core, grants, metrics
+from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects
-from .core import Decision, Request
+from .core import Decision
 from .drift_schedule import Entry, Group, entry_of
-from .drift_scheduler import DriftScheduler, Tuning, Urgent
-from .model import Permission
-from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, claims, contested
+from .drift_scheduler import DriftScheduler, Tuning
+from .ownership import Claim, ClaimKey, claims
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
-from .settings import Settings
-from .spec import EcrImageTagSpec, SpecError, parse_spec
-from .status import previous_tags
+from .spec import SpecError, parse_spec
+from .views import NamespaceLabels, Policies, TagClaims
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
-# kopf passes each index as a keyword named after its function; typed as plain mappings here, and
-# defaulted so that the handlers still fit kopf's callback protocols.
-TagClaims = Mapping[ClaimKey, Iterable[Claim]]
-Policies = Mapping[str, Iterable[PolicyEntry]]
-NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
+# kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),
+# and defaulted so that the handlers still fit kopf's callback protocols.
 DriftEntries = Mapping[Group, Iterable[Entry]]
 _NONE: Mapping[Any, Any] = {}
 
 
-def _runtime(memo: kopf.Memo) -> Runtime:
-    """The runtime a test or the CLI put on memo, else one built from the environment."""
-    runtime = memo.get("runtime")
-    if not isinstance(runtime, Runtime):
-        runtime = Runtime.build(Settings())
-        memo["runtime"] = runtime
-    return runtime
-
-
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     ours = runtime.settings
     # kopf's marks on objects under our own domain instead of kopf.zalando.org.
     settings.persistence.finalizer = ours.finalizer
@@ -79,7 +65,7 @@ async def login(
 ) -> kopf.AiohttpSession | None:
     """kopf's own credentials, served through a session with a bounded connection pool."""
     info = apisession.credentials(settings=settings, logger=logger, **kwargs)
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     runtime.credentials = info  # for the drift scheduler's own session
     return apisession.session_for(info, runtime.settings.api_connection_limit) if info else None
 
@@ -126,83 +112,6 @@ def drift_entries(
 
 
 # -- from kopf's world to a request, and from a decision back ------------------------------------------
-
-
-class Grants:
-    """The adapters' view of the grants, from kopf's indexes: the valid policies and each namespace's
-    labels. One is made per reconcile (a write or a delete asks the grants now) and one per drift
-    tick, from copies taken on the event loop; answers are kept for the view's short life."""
-
-    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> None:
-        self._runtime = runtime
-        self._valid = [
-            e.parsed for entries in policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
-        ]
-        self._labels = labels
-        self._kept: dict[str, grants.NamespaceGrants] = {}
-        self._writes: dict[tuple[str, ClaimKey], bool] = {}
-        self._permissions: dict[tuple[Any, ...], Permission] = {}
-
-    @classmethod
-    def snapshot(cls, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> Grants:
-        """A view that no longer follows the indexes: safe to use off the event loop."""
-        return cls(runtime, {k: tuple(v) for k, v in policies.items()}, {k: tuple(v) for k, v in labels.items()})
-
-    def of(self, namespace: str) -> grants.NamespaceGrants:
-        found = self._kept.get(namespace)
-        if found is None:
-            labels = next(iter(self._labels.get(namespace) or ()), {})
-            found = authz.namespace_grants(
-                self._valid, namespace, labels, self._runtime.own_account, self._runtime.settings.region
-            )
-            self._kept[namespace] = found
-        return found
-
-    def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
-        """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
-        asked = (claim.namespace, key)
-        found = self._writes.get(asked)
-        if found is None:
-            found = self._writes[asked] = self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
-        return found
-
-    def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:
-        """authz.permission, asked once per namespace and distinct target and source in a view."""
-        target = (spec.mode, spec.registry_id, spec.region, spec.repository_name, spec.tags)
-        asked = (namespace, *target, spec.source_registry, spec.source.region, spec.source_repository)
-        found = self._permissions.get(asked)
-        if found is None:
-            found = self._permissions[asked] = authz.permission(spec, namespace, self.of(namespace))
-        return found
-
-
-def _request(
-    spec: EcrImageTagSpec,
-    status: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    trigger: str,
-    runtime: Runtime,
-    tag_claims: TagClaims,
-    view: Grants,
-) -> Request:
-    """What the core needs to know about one resource: its permission now, the tags granted rivals
-    own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
-    namespace = str(meta.get("namespace"))
-    mine = view.of(namespace)
-    allowed = view.permission(spec, namespace)
-    region, account = runtime.settings.region, runtime.own_account
-    me = claim_of(meta, spec, region, account)
-
-    def granted(key: ClaimKey) -> list[Claim]:
-        return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
-
-    owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
-    tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
-    undeletable = {
-        t: f"claimed by {who}" for t, who in claimed_elsewhere(spec, tags, me, granted, region, account).items()
-    }
-    undeletable |= {t: "namespace may not delete it" for t in tags if not authz.may_delete(spec, t, mine)}
-    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
 
 
 def record(uid: str, trigger: str, decision: Decision) -> None:
@@ -256,8 +165,8 @@ def reconcile_spec(
         logger.info("namespace %s has %d reconciles in flight: queued", namespace, runtime.settings.namespace_in_flight)
         return
     try:
-        request = _request(
-            parsed, status, meta, trigger, runtime, tag_claims, Grants(runtime, policies, namespace_labels)
+        request = views.request_for(
+            parsed, status, meta, trigger, runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
         )
         with runtime.lock_for(uid):
             decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
@@ -270,24 +179,6 @@ def reconcile_spec(
 # -- the drift scheduler's adapters --------------------------------------------------------------------
 
 
-def _urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
-    """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
-    the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
-    view = Grants.snapshot(runtime, policies, labels)
-    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
-    region, account = runtime.settings.region, runtime.own_account
-
-    def urgent(entry: Entry) -> bool:
-        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
-        changed (the winner was deleted, let the tag go, or lost its grant)."""
-        allowed = view.permission(entry.spec, entry.namespace).refused is None
-        if allowed == (entry.ready_reason == "Forbidden"):
-            return True
-        return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
-
-    return urgent
-
-
 def _drift_check(
     raw: dict[str, Any],
     trigger: str,
@@ -295,7 +186,7 @@ def _drift_check(
     runtime: Runtime,
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
-    view: Callable[[], Grants],
+    view: Callable[[], views.Grants],
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
     threads; the scheduler applies the decision."""
@@ -309,16 +200,16 @@ def _drift_check(
         # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
         # 5,000 objects created at once); the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
-    namespace, uid = str(body.meta.get("namespace")), str(body.meta.get("uid"))
-    if not runtime.enter(namespace):
-        return None  # its namespace is at its share: a later tick
-    try:
-        request = _request(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
-        with runtime.lock_for(uid):
-            decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
-    finally:
-        runtime.leave(namespace)
-    runtime.undefer(uid)
+    # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
+    # and hold none of kopf's workers; a group of one repository must run together to share reads.
+    uid = str(body.meta.get("uid"))
+    request = views.request_for(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    with runtime.lock_for(uid):
+        decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    if not decision.transient:
+        # A taken-over change that failed transiently has no lastSyncTime yet, so no drift check
+        # would ever be due: it stays with the scheduler until it is done.
+        runtime.undefer(uid)
     return decision
 
 
@@ -337,7 +228,7 @@ async def start_drift_scheduler(
     namespace_labels: NamespaceLabels = _NONE,
     **_: Any,
 ) -> None:
-    runtime = _runtime(memo)
+    runtime = runtime_of(memo)
     ours = runtime.settings
 
     store = KubeObjects(
@@ -349,7 +240,7 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgency=functools.partial(_urgency, runtime, tag_claims, policies, namespace_labels),
+        urgency=functools.partial(views.urgency, runtime, tag_claims, policies, namespace_labels),
         deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
@@ -357,7 +248,7 @@ async def start_drift_scheduler(
             runtime=runtime,
             settings=settings,
             tag_claims=tag_claims,
-            view=lambda: Grants(runtime, policies, namespace_labels),
+            view=lambda: views.Grants(runtime, policies, namespace_labels),
         ),
         record=record,
         store=store,
@@ -440,7 +331,9 @@ def delete_tags(
         message = f"spec is invalid, no tag deleted: {parsed.status['conditions'][0]['message']}"
         kopf.warn(body, reason="TagsRetained", message=message)
         return
-    request = _request(parsed, status, meta, "delete", runtime, tag_claims, Grants(runtime, policies, namespace_labels))
+    request = views.request_for(
+        parsed, status, meta, "delete", runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+    )
     try:
         with runtime.lock_for(uid):
             done = core.finalize(

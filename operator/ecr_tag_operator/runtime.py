@@ -98,7 +98,10 @@ class Runtime:
 
 
 def runtime_of(memo: Any) -> Runtime:
-    runtime = memo.get("runtime") if hasattr(memo, "get") else None
+    """The one way to the runtime: the one the CLI (or a test) put on kopf's memo, else one built from
+    the environment at the first call (kopf calls the startup handlers first) and kept there."""
+    runtime = memo.get("runtime")
     if not isinstance(runtime, Runtime):
-        raise RuntimeError("the operator's runtime is missing from memo: the startup handler did not run")
+        runtime = Runtime.build(Settings())
+        memo["runtime"] = runtime
     return runtime

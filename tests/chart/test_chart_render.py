@@ -113,6 +113,7 @@ KEPT_AT_DEFAULT = {
     "serviceAccount.create": "serviceAccount.annotations need it",  # test_existing_service_account
     "crds.install": "crds.keep needs it",  # test_crd_install_off_renders_no_crd
     "policyGuard.enabled": "policyGuard.adminGroups and adminUsers need it",  # test_policy_guard_can_be_turned_off
+    "image.digest": "image.tag is ignored with it",  # test_an_image_digest_pins_the_image
 }
 
 
@@ -186,6 +187,7 @@ def test_schema_is_strict_at_every_object_level() -> None:
 REFUSALS = [
     (("--set", "bogus=1"), "at '': additional properties 'bogus' not allowed"),
     (("--set", "image.registry=x"), "at '/image': additional properties 'registry' not allowed"),
+    (("--set", "image.digest=latest"), "at '/image/digest'"),
     (("--set", "metrics.port=abc"), "at '/metrics/port': got string, want integer"),
     (("--set", "verbose=yes"), "at '/verbose': got string, want boolean"),
     (("--set", "logFormat=xml"), "at '/logFormat': value must be one of 'plain', 'full', 'json'"),
@@ -380,6 +382,12 @@ def test_deployment_defaults(helm: Helm) -> None:
     assert not [name for name in env if "ALLOWED" in name]
     assert of_kind(objs, "Service") == []
     assert of_kind(objs, "ConfigMap") == []
+
+
+def test_an_image_digest_pins_the_image(helm: Helm) -> None:
+    digest = "sha256:" + "ab" * 32
+    objs = helm.template("--set", f"image.digest={digest}", "--set", "image.tag=ignored")
+    assert container(objs)["image"] == f"ecr-tag-operator@{digest}"
 
 
 def test_metrics_off_turns_the_endpoint_off(helm: Helm) -> None:

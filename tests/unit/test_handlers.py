@@ -3,6 +3,7 @@ recorded. They turn kopf's arguments into a request and apply the decision; noth
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import kopf
 import pytest
 
-from ecr_tag_operator import handlers, metrics
+from ecr_tag_operator import handlers, metrics, views
 from ecr_tag_operator.drift_schedule import entry_of
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Failure
@@ -79,9 +80,9 @@ GRANTED: dict[str, Any] = {
 }
 
 
-def view(memo: kopf.Memo, **indexes: Any) -> handlers.Grants:
+def view(memo: kopf.Memo, **indexes: Any) -> views.Grants:
     both = GRANTED | indexes
-    return handlers.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
+    return views.Grants(runtime_of(memo), both["policies"], both["namespace_labels"])
 
 
 def call(memo: kopf.Memo, obj: kopf.Body, reason: str = "create", **indexes: Any) -> kopf.Patch:
@@ -182,8 +183,8 @@ def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
     entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    granted = handlers._urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
-    lifted = handlers._urgency(runtime, {}, {}, GRANTED["namespace_labels"])
+    granted = views.urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
+    lifted = views.urgency(runtime, {}, {}, GRANTED["namespace_labels"])
     assert granted(entry)  # a policy grants it now
     assert not lifted(entry)  # still refused: nothing new
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
@@ -203,3 +204,20 @@ def test_deletion_removes_the_tags_still_at_our_image(
     handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
     assert "prod" not in ecr.repo(REPO).tags
     assert ("Normal", "TagsDeleted", "deleted prod") in events
+
+
+def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    runtime = runtime_of(memo)
+    obj = body(SPEC, {})
+    runtime.defer("u-1")
+    ecr.fail_calls["PutImage"] = Failure("PutImage", "ThrottlingException", "slow down")
+    check = functools.partial(
+        handlers._drift_check, runtime=runtime, settings=kopf.OperatorSettings(), tag_claims={}, view=lambda: view(memo)
+    )
+    decision = check(dict(obj), "spec")
+    assert decision is not None
+    assert decision.transient
+    assert runtime.deferred("u-1")  # picked again next tick, though it has no lastSyncTime
+    del ecr.fail_calls["PutImage"]
+    assert check(dict(obj), "spec") is not None
+    assert not runtime.deferred("u-1")
