@@ -19,10 +19,11 @@ def namespace_grants(
 
 def permission(spec: EcrImageTagSpec, namespace: str, grants: NamespaceGrants) -> Permission:
     """The roles to use, or why the namespace may not act on this spec. Observe mode only reads the
-    target, so a read grant is enough for it."""
+    target, so a read grant is enough for it. The source is read in its own region (spec.source.region,
+    else the target's): a copy reads the source registry there and writes the target."""
     verdict = grants.decide(
         Target(spec.registry_id, spec.region, spec.repository_name, spec.tags),
-        Source(spec.source_registry, spec.region, spec.source_repository),
+        Source(spec.source_registry, spec.source.region or spec.region, spec.source_repository),
         target_access="read" if spec.mode == "Observe" else "write",
     )
     if not verdict.allowed:

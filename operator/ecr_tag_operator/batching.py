@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,7 +27,9 @@ from .model import (
     Mutability,
     PutOutcome,
     ReadPolicy,
+    Referrer,
     Registry,
+    Upload,
 )
 from .ports import NO_POLICY, EcrApi
 
@@ -246,6 +248,32 @@ class SharedReads:
 
     def delete_tags(self, where: Registry, repository: str, tags: Sequence[str]) -> tuple[Failure, ...]:
         return self._inner.delete_tags(where, repository, tags)
+
+    # Copies pass straight through: each blob and URL is one reconcile's own.
+    def download_url(self, where: Registry, repository: str, digest: str) -> str:
+        return self._inner.download_url(where, repository, digest)
+
+    def open_blob(self, url: str, first_byte: int = 0) -> Iterator[bytes]:
+        return self._inner.open_blob(url, first_byte)
+
+    def initiate_upload(self, where: Registry, repository: str) -> Upload:
+        return self._inner.initiate_upload(where, repository)
+
+    def upload_part(
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+    ) -> int:
+        return self._inner.upload_part(where, repository, upload_id, first_byte, last_byte, data)
+
+    def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
+        return self._inner.complete_upload(where, repository, upload_id, digest)
+
+    def put_manifest(self, where: Registry, repository: str, manifest: str, media_type: str, digest: str) -> None:
+        self._inner.put_manifest(where, repository, manifest, media_type, digest)
+
+    def list_referrers(
+        self, where: Registry, repository: str, subject_digest: str, artifact_types: Sequence[str] = ()
+    ) -> tuple[Referrer, ...]:
+        return self._inner.list_referrers(where, repository, subject_digest, artifact_types)
 
 
 def _by_digest(image: Image) -> Image:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from .copier import Route, copy_image, copy_referrers
 from .model import (
     Assessment,
+    CopyReport,
     EcrCallError,
     Failure,
     ImageId,
@@ -56,6 +58,8 @@ class Tally:
 
     tag_writes: tuple[tuple[str, str], ...] = ()  # (operation, outcome) per tag written or deleted
     drift_corrections: int = 0  # tags that had moved off our image and were put back
+    copied_blobs: int = 0  # blobs copied into the target (referrers' included)
+    copied_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ def _render(
         max_failures=settings.max_listed_failures,
         message_limit=settings.max_message_length,
         sync=sync,
+        max_referrers=settings.max_listed_referrers,
     )
 
 
@@ -231,7 +236,10 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     region = spec.region or settings.region
     allowed = req.permission
     where = Registry.of(region, spec.registry_id, allowed.role_arn, allowed.namespace)
-    source_at = Registry.of(region, spec.source_registry, allowed.source_role_arn, allowed.namespace)
+    source_at = Registry.of(
+        spec.source_region(settings.region), spec.source_registry, allowed.source_role_arn, allowed.namespace
+    )
+    route = Route(source_at, spec.source_repository, where, spec.repository_name)
     prev_tags = previous_tags(status)
     released: Sequence[str] = [t for t in prev_tags if t not in spec.tags]
     ours_before = previous_digest(status)
@@ -240,8 +248,11 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     transient: Failure | None
     try:
         obs = observe(ecr, spec, where, source_at, released, read_policy(req.trigger, spec, settings))
+        obs = copy_image(ecr, spec, route, obs, settings, log)
         the_plan = plan(spec, obs, prev_tags, ours_before, req.contested, req.undeletable)
         outcomes = _execute(ecr, spec, where, obs, the_plan, log)
+        if the_plan.blocked is None and outcomes.interrupted is None:
+            obs = replace(obs, copy=copy_referrers(ecr, spec, route, obs, settings, log))
         assessment = assess(spec, obs, the_plan, outcomes, req.contested)
         transient = outcomes.interrupted
     except EcrCallError as exc:
@@ -254,15 +265,31 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     retry = transient is not None or (ready.status != "True" and is_transient(ready.reason))
     body = _render(assessment, obs, status, now, req.generation, settings, "keep" if retry else "now")
     events, tally = _events_and_tally(spec, assessment, outcomes, ours_before)
+    copied = obs.copy if obs is not None else None
+    if copied is not None and copied.blobs_copied:
+        events.append(_blobs_copied(spec, route, copied))
+        tally = replace(tally, copied_blobs=copied.blobs_copied, copied_bytes=copied.bytes_copied)
     events += _warning_on_entry(assessment, status, settings.max_message_length)
     result = "transient" if retry else ready.status.lower()
+    # A copy that stopped at its time budget, with nothing wrong, goes on at once.
+    budget_spent = copied is not None and not copied.finished and copied.error is None
     return Decision(
         body,
         result,
         tuple(events),
         assessment.tags,
         tally,
-        requeue_after=settings.transient_retry_delay if retry else None,
+        requeue_after=(1.0 if budget_spent else settings.transient_retry_delay) if retry else None,
+    )
+
+
+def _blobs_copied(spec: EcrImageTagSpec, route: Route, report: CopyReport) -> Event:
+    source = f"{route.source.registry_id or 'own'}/{route.source.region}/{route.source_repository}"
+    return Event(
+        "Normal",
+        "BlobsCopied",
+        f"copied {report.blobs_copied} blobs ({report.bytes_copied} bytes) from {source} into "
+        f"{spec.repository_name}; {report.blobs_skipped} already there",
     )
 
 

@@ -19,12 +19,14 @@ import botocore.config
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
+import urllib3
 from botocore.retries import quota, standard
 
 from . import grants, metrics
 from .manifests import ACCEPTED_MEDIA_TYPES
 from .model import (
     MAX_IDS_PER_CALL,
+    DownloadError,
     EcrCallError,
     Failure,
     Image,
@@ -35,7 +37,9 @@ from .model import (
     Mutability,
     PutOutcome,
     ReadPolicy,
+    Referrer,
     Registry,
+    Upload,
 )
 from .ports import NO_POLICY
 from .ratelimit import FAIR_OPERATIONS, RateLimits
@@ -67,6 +71,14 @@ class Boto3Ecr:
         self._clients: OrderedDict[tuple[str, str | None, str | None], ECRClient] = OrderedDict()
         self._lock = threading.Lock()
         self._limits = RateLimits(settings.rates)
+        # Pre-signed blob URLs are plain HTTPS GETs (S3's): urllib3, botocore's own HTTP library, with
+        # no retries of its own (the copier resumes a cut download from the last part it uploaded).
+        self._http = urllib3.PoolManager(
+            num_pools=8,
+            maxsize=max(1, settings.copy_parallel_blobs),
+            retries=False,
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
+        )
         self._config = botocore.config.Config(
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
@@ -315,6 +327,118 @@ class Boto3Ecr:
                 )
         return tuple(failures)
 
+    def download_url(self, where: Registry, repository: str, digest: str) -> str:
+        resp = self._call(
+            "GetDownloadUrlForLayer", where, repositoryName=repository, layerDigest=digest, **_registry_kwargs(where)
+        )
+        return str(resp["downloadUrl"])
+
+    def open_blob(self, url: str, first_byte: int = 0) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={first_byte}-"} if first_byte else {}
+        try:
+            resp = self._http.request("GET", url, headers=headers, preload_content=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise DownloadError(0, type(exc).__name__, str(exc)) from exc
+        try:
+            if resp.status >= 400:
+                body = resp.read(4096).decode("utf-8", "replace")
+                code = _S3_CODE.search(body)
+                raise DownloadError(resp.status, code.group(1) if code else str(resp.status), body[:300])
+            skip = first_byte if first_byte and resp.status == 200 else 0  # Range ignored: skip ahead
+            for chunk in resp.stream(_DOWNLOAD_CHUNK):
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                if chunk:
+                    yield chunk
+        except urllib3.exceptions.HTTPError as exc:  # cut mid-stream, short body, read timeout
+            raise DownloadError(0, type(exc).__name__, str(exc)) from exc
+        finally:
+            resp.release_conn()
+
+    def initiate_upload(self, where: Registry, repository: str) -> Upload:
+        resp = self._call("InitiateLayerUpload", where, repositoryName=repository, **_registry_kwargs(where))
+        return Upload(str(resp["uploadId"]), int(resp.get("partSize") or 0))
+
+    def upload_part(
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+    ) -> int:
+        resp = self._call(
+            "UploadLayerPart",
+            where,
+            repositoryName=repository,
+            uploadId=upload_id,
+            partFirstByte=first_byte,
+            partLastByte=last_byte,
+            layerPartBlob=data,
+            **_registry_kwargs(where),
+        )
+        return int(resp.get("lastByteReceived", last_byte))
+
+    def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
+        try:
+            resp = self._call(
+                "CompleteLayerUpload",
+                where,
+                repositoryName=repository,
+                uploadId=upload_id,
+                layerDigests=[digest],
+                **_registry_kwargs(where),
+            )
+        except EcrCallError as exc:
+            if exc.failure.code == "LayerAlreadyExistsException":
+                return digest  # another copy (or a push) finished it first: the same bytes
+            raise
+        return str(resp.get("layerDigest") or digest)
+
+    def put_manifest(self, where: Registry, repository: str, manifest: str, media_type: str, digest: str) -> None:
+        self._take_turn(where, "PutImage")
+        try:
+            self._call(
+                "PutImage",
+                where,
+                repositoryName=repository,
+                imageManifest=manifest,
+                imageManifestMediaType=media_type,
+                imageDigest=digest,
+                **_registry_kwargs(where),
+            )
+        except EcrCallError as exc:
+            if exc.failure.code != "ImageAlreadyExistsException":
+                raise
+
+    def list_referrers(
+        self, where: Registry, repository: str, subject_digest: str, artifact_types: Sequence[str] = ()
+    ) -> tuple[Referrer, ...]:
+        found: list[Referrer] = []
+        # The service model caps filter.artifactTypes at 5: more types are asked in groups of 5.
+        groups: list[Sequence[str]] = list(_chunks(list(artifact_types), 5)) if artifact_types else [()]
+        for group in groups:
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"filter": {"artifactTypes": list(group)}} if group else {}
+                if token:
+                    kwargs["nextToken"] = token
+                resp = self._call(
+                    "ListImageReferrers",
+                    where,
+                    repositoryName=repository,
+                    subjectId={"imageDigest": subject_digest},
+                    maxResults=50,
+                    **kwargs,
+                    **_registry_kwargs(where),
+                )
+                for raw in resp.get("referrers", []):
+                    found.append(Referrer(raw["digest"], raw.get("artifactType"), raw.get("mediaType", "")))
+                token = resp.get("nextToken")
+                if not token:
+                    break
+        return tuple(dict.fromkeys(found))
+
+
+_DOWNLOAD_CHUNK = 256 * 1024
+_S3_CODE = re.compile(r"<Code>([^<]+)</Code>")
+
 
 class _AssumedRole(botocore.credentials.CredentialProvider):
     METHOD = "assume-role"
@@ -437,4 +561,9 @@ _SNAKE = {
     "BatchDeleteImage": "batch_delete_image",
     "DescribeRepositories": "describe_repositories",
     "DescribeImages": "describe_images",
+    "GetDownloadUrlForLayer": "get_download_url_for_layer",
+    "InitiateLayerUpload": "initiate_layer_upload",
+    "UploadLayerPart": "upload_layer_part",
+    "CompleteLayerUpload": "complete_layer_upload",
+    "ListImageReferrers": "list_image_referrers",
 }

@@ -41,6 +41,14 @@ TAG_WRITES = Counter(
     "ECR writes of tags, by operation (PutImage, BatchDeleteImage) and outcome.",
     ["operation", "outcome"],
 )
+COPIED_BYTES = Counter(
+    "ecr_tag_operator_copied_bytes_total",
+    "Bytes of blobs copied into target repositories (GetDownloadUrlForLayer to UploadLayerPart).",
+)
+COPIED_BLOBS = Counter(
+    "ecr_tag_operator_copied_blobs_total",
+    "Blobs copied into target repositories (CompleteLayerUpload).",
+)
 
 for _state in ("in_sync", "drifted", "failed"):
     TAGS.labels(_state)
@@ -57,6 +65,9 @@ def record_tally(tally: Tally) -> None:
         TAG_WRITES.labels(operation, outcome).inc()
     if tally.drift_corrections:
         DRIFT_CORRECTIONS.inc(tally.drift_corrections)
+    if tally.copied_blobs:
+        COPIED_BLOBS.inc(tally.copied_blobs)
+        COPIED_BYTES.inc(tally.copied_bytes)
 
 
 _tag_states: dict[str, dict[str, int]] = {}

@@ -138,6 +138,8 @@ class SourceImage:
     media_type: str
     parsed: Manifest
     children: tuple[Manifest, ...] = ()
+    # (digest, manifest exactly as ECR returned it, media type) of each child read: what a copy puts.
+    child_texts: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -178,6 +180,60 @@ class Mutability:
 
 
 @dataclass(frozen=True)
+class Referrer:
+    """An OCI 1.1 referrer of a subject image (ListImageReferrers): a signature, an SBOM, an attestation."""
+
+    digest: str
+    artifact_type: str | None
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An InitiateLayerUpload: its id and the part size ECR expects (partSize)."""
+
+    upload_id: str
+    part_size: int
+
+
+class DownloadError(Exception):
+    """A blob download from a pre-signed URL failed: ``status`` is the HTTP status (0 when the connection
+    broke), ``code`` S3's error code when it sent one (AccessDenied for an expired URL)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def expired(self) -> bool:
+        return self.status == 403
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    """What a reconcile's copy into the target did: blobs and bytes (total, copied, skipped because the
+    target had them), the child manifests and referrers put, and why it stopped short, if it did."""
+
+    blobs_total: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    bytes_total: int = 0
+    bytes_copied: int = 0
+    bytes_skipped: int = 0
+    parts: int = 0
+    children_put: tuple[str, ...] = ()
+    referrers: tuple[Referrer, ...] = ()  # carried into the target (put now or already there)
+    referrers_put: int = 0
+    tags_put: tuple[str, ...] = ()  # cosign-scheme tags (sha256-<hex>.sig, .att, .sbom) written
+    in_flight: str | None = None  # the blob being copied when the copy stopped
+    error: Failure | None = None
+    retryable: bool = True  # whether the error may clear by itself (a cut download, throttling)
+    finished: bool = True
+
+
+@dataclass(frozen=True)
 class Observation:
     source: SourceImage | None
     source_failure: Failure | None = None
@@ -188,6 +244,7 @@ class Observation:
     tag_digests: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag does not exist
     tag_failures: tuple[Failure, ...] = ()
     mutability: Mutability | None = None  # None: not known (DescribeRepositories not allowed)
+    copy: CopyReport | None = None  # what was copied into the target before planning (None: no copy)
 
 
 @dataclass(frozen=True)

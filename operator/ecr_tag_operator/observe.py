@@ -163,10 +163,13 @@ def _read_children(
     ids = [ImageId(digest=c.digest) for c in source.parsed.children]
     got = ecr.batch_get_image(source_at, spec.source_repository, ids, policy)
     children: list[Manifest] = []
+    texts: list[tuple[str, str, str]] = []
     failures = list(got.failures)
     for child in got.images:
         try:
-            children.append(parse_manifest(child.manifest, child.media_type))
+            parsed = parse_manifest(child.manifest, child.media_type)
+            children.append(parsed)
+            texts.append((parsed.digest, child.manifest, child.media_type or parsed.media_type))
         except ManifestError as exc:
             failures.append(Failure("BatchGetImage", "UnsupportedManifest", str(exc), image_id=child.image_id))
     if spec.same_repository:
@@ -174,5 +177,5 @@ def _read_children(
     else:
         in_target = ecr.batch_get_image(target_at, spec.repository_name, ids, policy)
         present = {img.digest for img in in_target.images if img.digest}
-    source = SourceImage(source.manifest, source.media_type, source.parsed, tuple(children))
+    source = SourceImage(source.manifest, source.media_type, source.parsed, tuple(children), tuple(texts))
     return source, {i.digest: i.digest in present for i in ids if i.digest}, tuple(failures)

@@ -26,6 +26,9 @@ def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
     src = obs.source
     if src is None:
         return Condition("LayersAvailable", "Unknown", Reason.SOURCE_NOT_RESOLVED, "the source image was not read")
+    copying = _copy_condition(spec, obs)
+    if copying is not None:
+        return copying
     missing_children = [d for d, present in obs.children_present.items() if not present]
     if missing_children:
         return Condition(
@@ -67,6 +70,33 @@ def layers_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition:
         "True",
         Reason.LAYERS_AVAILABLE,
         f"all {len(blobs)} blobs are AVAILABLE in {spec.repository_name}",
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _copy_condition(spec: EcrImageTagSpec, obs: Observation) -> Condition | None:
+    """A copy into the target that did not finish: Copying while it may still (it resumes at the next
+    reconcile), else ECR's (or the download's) reason for the blob it stopped at."""
+    report = obs.copy
+    if report is None or (report.finished and report.error is None):
+        return None
+    done = (
+        f"{report.blobs_copied + report.blobs_skipped} of {report.blobs_total} blobs "
+        f"({_mib(report.bytes_copied + report.bytes_skipped)} of {_mib(report.bytes_total)}) in {spec.repository_name}"
+    )
+    error = report.error
+    if error is None or report.retryable:
+        said = f"; {error.operation} answered {error.code}: {error.message}" if error else ""
+        return Condition("LayersAvailable", "False", Reason.COPYING, f"copying: {done}{said}")
+    return Condition(
+        "LayersAvailable",
+        "False",
+        reason_for(error.code),
+        f"copy stopped at {error.layer_digest or 'a manifest'}: {error.operation} answered {error.code}: "
+        f"{error.message} ({done})",
     )
 
 

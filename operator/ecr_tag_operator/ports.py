@@ -3,10 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from .model import Failure, ImageId, Images, Layers, Mutability, PutOutcome, ReadPolicy, Registry
+from .model import (
+    Failure,
+    ImageId,
+    Images,
+    Layers,
+    Mutability,
+    PutOutcome,
+    ReadPolicy,
+    Referrer,
+    Registry,
+    Upload,
+)
 
 NO_POLICY = ReadPolicy()
 
@@ -32,4 +43,37 @@ class EcrApi(Protocol):
 
     def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
         """ACTIVE, ARCHIVED or ACTIVATING (DescribeImages with imageStatus ANY); None when not known."""
+        ...
+
+    # Copying blobs and manifests into another repository, account or region (ECR's API has no mount).
+
+    def download_url(self, where: Registry, repository: str, digest: str) -> str:
+        """GetDownloadUrlForLayer: a pre-signed URL for a blob, valid for a limited time."""
+        ...
+
+    def open_blob(self, url: str, first_byte: int = 0) -> Iterator[bytes]:
+        """The blob behind a pre-signed URL from ``first_byte`` on, in chunks; raises
+        model.DownloadError (an expired URL: 403; a broken connection: status 0)."""
+        ...
+
+    def initiate_upload(self, where: Registry, repository: str) -> Upload: ...
+
+    def upload_part(
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+    ) -> int:
+        """UploadLayerPart; returns lastByteReceived."""
+        ...
+
+    def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
+        """CompleteLayerUpload; returns the layer digest (LayerAlreadyExistsException counts as done)."""
+        ...
+
+    def put_manifest(self, where: Registry, repository: str, manifest: str, media_type: str, digest: str) -> None:
+        """PutImage without a tag (an index's child, a referrer); ImageAlreadyExistsException is success."""
+        ...
+
+    def list_referrers(
+        self, where: Registry, repository: str, subject_digest: str, artifact_types: Sequence[str] = ()
+    ) -> tuple[Referrer, ...]:
+        """ListImageReferrers, every page; ``artifact_types`` filters (at most 5 per call)."""
         ...

@@ -41,6 +41,8 @@ class Reason(StrEnum):
     NO_CREDENTIALS = "NoCredentials"
     IMAGE_ARCHIVED = "ImageArchived"
     IMAGE_RESTORING = "ImageRestoring"
+    COPYING = "Copying"
+    BLOB_TOO_LARGE = "BlobTooLarge"
     # ECR's codes (BatchGetImage failure codes, PutImage/BatchDeleteImage errors).
     IMAGE_NOT_FOUND = "ImageNotFound"
     IMAGE_TAG_DOES_NOT_MATCH_DIGEST = "ImageTagDoesNotMatchDigest"
@@ -56,6 +58,7 @@ class Reason(StrEnum):
     UNABLE_TO_GET_UPSTREAM_IMAGE = "UnableToGetUpstreamImage"
     LAYERS_NOT_FOUND = "LayersNotFound"
     REFERENCED_IMAGES_NOT_FOUND = "ReferencedImagesNotFound"
+    INVALID_LAYER = "InvalidLayer"
     IMAGE_TAG_ALREADY_EXISTS = "ImageTagAlreadyExists"
     IMAGE_DIGEST_DOES_NOT_MATCH = "ImageDigestDoesNotMatch"
     IMAGE_REFERENCED_BY_MANIFEST_LIST = "ImageReferencedByManifestList"
@@ -129,6 +132,14 @@ ABOUT: dict[Reason, About] = {
         "restores by itself: a restore takes up to 20 minutes and its cost is the owner's decision",
     ),
     Reason.IMAGE_RESTORING: _wait("the source image is being restored from archive (ACTIVATING)", "wait"),
+    Reason.COPYING: _wait(
+        "blobs, child manifests or referrers the target lacks are being copied from the source "
+        "(`status.copy` shows progress)",
+        "wait; a cut download or an expired URL is retried",
+    ),
+    Reason.BLOB_TOO_LARGE: _bad(
+        "a blob is larger than the operator's copy size cap", "raise ECR_TAG_OPERATOR_COPY_MAX_BLOB_BYTES, or push it"
+    ),
     Reason.NO_CREDENTIALS: _bad("the operator found no AWS credentials", "set up IRSA / Pod Identity (see above)"),
     Reason.IMAGE_NOT_FOUND: _bad("the source tag or digest does not exist (ECR's code)", "push it, or fix `source`"),
     Reason.IMAGE_TAG_DOES_NOT_MATCH_DIGEST: _bad(
@@ -150,7 +161,11 @@ ABOUT: dict[Reason, About] = {
     ),
     Reason.LAYERS_NOT_FOUND: _bad(
         "blobs the image needs are missing from the target repository (message lists them)",
-        "push the image into the target first (cross-repository promotion copies no blobs)",
+        "set `copy: IfMissing` (the default), or push the image into the target first",
+    ),
+    Reason.INVALID_LAYER: _bad(
+        "a copied blob's bytes did not hash to its digest: the upload was abandoned, never completed",
+        "check the source repository's blob (re-push it)",
     ),
     Reason.REFERENCED_IMAGES_NOT_FOUND: _bad(
         "an index's child manifests are missing from the target", "push the children into the target"

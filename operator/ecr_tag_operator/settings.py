@@ -120,6 +120,24 @@ class Settings(BaseSettings):
     max_clients: int = Field(
         default=64, ge=1, le=4096, description="AWS clients kept at most (one per region, role and namespace)."
     )
+    copy_parallel_blobs: int = Field(
+        default=4, ge=1, le=64, description="Blobs one reconcile copies at once (each holds one part in memory)."
+    )
+    copy_parallel_resources: int = Field(
+        default=4, ge=1, le=256, description="Reconciles copying blobs at once, across all resources."
+    )
+    copy_max_blob_bytes: int | None = Field(
+        default=None, ge=1, description="Blobs larger than this are not copied (none by default)."
+    )
+    copy_attempts: int = Field(
+        default=4, ge=1, le=20, description="Downloads of one blob tried (an expired URL or a cut stream)."
+    )
+    copy_budget_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A reconcile starts no new blob after this long; it reports Copying and comes back soon.",
+    )
+    max_listed_referrers: int = Field(default=20, ge=1, le=200)
     finalizer: str = "ecrtag.dev/finalizer"
     annotation_prefix: str = "ecrtag.dev"
 

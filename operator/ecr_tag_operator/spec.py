@@ -42,6 +42,7 @@ class Source(_Model):
     digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     repository_name: str | None = Field(default=None, min_length=2, max_length=256, pattern=REPOSITORY_PATTERN)
     registry_id: str | None = Field(default=None, pattern=REGISTRY_PATTERN)
+    region: str | None = Field(default=None, max_length=32)
 
     @model_validator(mode="after")
     def _tag_or_digest(self) -> Source:
@@ -59,6 +60,9 @@ class EcrImageTagSpec(_Model):
     mode: Literal["Enforce", "Observe"] = "Enforce"
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     drift_check_interval: timedelta = timedelta(minutes=5)
+    copy_mode: Literal["IfMissing", "Never"] = Field(default="IfMissing", alias="copy")
+    # All, None, or the artifact types to carry (e.g. application/vnd.dev.sigstore.bundle.v0.3+json).
+    referrers: Literal["All", "None"] | tuple[str, ...] = "All"
 
     @field_validator("tags")
     @classmethod
@@ -69,6 +73,23 @@ class EcrImageTagSpec(_Model):
         if len(set(tags)) != len(tags):
             raise ValueError("tags must be unique")
         return tags
+
+    @field_validator("referrers", mode="before")
+    @classmethod
+    def _one_word_list(cls, value: Any) -> Any:
+        """The CRD's ["All"] / ["None"] (a structural schema has no string-or-list type) mean All / None."""
+        if isinstance(value, list | tuple) and len(value) == 1 and value[0] in ("All", "None"):
+            return value[0]
+        return value
+
+    @field_validator("referrers")
+    @classmethod
+    def _referrer_types(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, tuple) and (
+            not value or len(value) > 20 or any(not t or len(t) > 255 or t in ("All", "None") for t in value)
+        ):
+            raise ValueError("referrers: All, None, or a list of 1 to 20 artifact types")
+        return value
 
     @field_validator("drift_check_interval", mode="before")
     @classmethod
@@ -96,13 +117,17 @@ class EcrImageTagSpec(_Model):
     def source_registry(self) -> str | None:
         return self.source.registry_id or self.registry_id
 
-    @property
-    def source_location(self) -> tuple[str | None, str]:
-        return (self.source_registry, self.source_repository)
+    def source_region(self, default: str) -> str:
+        """The source's region: its own, else the target's, else the operator's."""
+        return self.source.region or self.region or default
 
     @property
-    def target_location(self) -> tuple[str | None, str]:
-        return (self.registry_id, self.repository_name)
+    def source_location(self) -> tuple[str | None, str | None, str]:
+        return (self.source_registry, self.source.region or self.region, self.source_repository)
+
+    @property
+    def target_location(self) -> tuple[str | None, str | None, str]:
+        return (self.registry_id, self.region, self.repository_name)
 
     @property
     def same_repository(self) -> bool:

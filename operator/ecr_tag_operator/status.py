@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .manifests import Platform
-from .model import Assessment, Condition, Failure, Observation
+from .model import Assessment, Condition, CopyReport, Failure, Observation
 
 # Credentials never belong in status; AWS messages sometimes quote request parameters, so drop any
 # token-looking words before they are written anywhere a user can read.
@@ -120,6 +120,7 @@ def render(
     max_failures: int,
     message_limit: int,
     sync: Literal["now", "keep", "clear"] = "now",
+    max_referrers: int = 20,
 ) -> dict[str, Any]:
     """The whole status, as a merge patch, for every outcome (refusals and failed calls included).
 
@@ -137,6 +138,7 @@ def render(
         "layers": None,
         "layersTruncated": None,
         "layerSummary": None,
+        "copy": None,
     }
     if sync == "now":
         body["lastSyncTime"] = timestamp(now)
@@ -188,4 +190,27 @@ def render(
         body["layers"] = layers[:max_layers]
         body["layersTruncated"] = len(layers) > max_layers
         body["layerSummary"] = counts
+        if obs.copy is not None:
+            body["copy"] = copy_entry(obs.copy, message_limit, max_referrers)
     return body
+
+
+def copy_entry(report: CopyReport, message_limit: int, max_referrers: int) -> dict[str, Any]:
+    """``status.copy``: what the last reconcile's copy into the target did."""
+    entry: dict[str, Any] = {
+        "blobs": {"total": report.blobs_total, "copied": report.blobs_copied, "skipped": report.blobs_skipped},
+        "bytes": {"total": report.bytes_total, "copied": report.bytes_copied, "skipped": report.bytes_skipped},
+        "parts": report.parts,
+        "finished": report.finished and report.error is None,
+        "childrenPut": len(report.children_put),
+        "inFlight": report.in_flight,
+        "lastError": failure_entry(report.error, message_limit) if report.error else None,
+        "referrers": [
+            {"digest": r.digest} | ({"artifactType": r.artifact_type} if r.artifact_type else {})
+            for r in report.referrers[:max_referrers]
+        ],
+        "referrersTruncated": len(report.referrers) > max_referrers,
+    }
+    if report.tags_put:
+        entry["tagsPut"] = list(report.tags_put)
+    return entry

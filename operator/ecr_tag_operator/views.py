@@ -65,7 +65,7 @@ class Grants:
     def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:
         """authz.permission, asked once per namespace and distinct target and source in a view."""
         target = (spec.mode, spec.registry_id, spec.region, spec.repository_name, spec.tags)
-        asked = (namespace, *target, spec.source_registry, spec.source_repository)
+        asked = (namespace, *target, spec.source_registry, spec.source.region, spec.source_repository)
         found = self._permissions.get(asked)
         if found is None:
             found = self._permissions[asked] = authz.permission(spec, namespace, self.of(namespace))

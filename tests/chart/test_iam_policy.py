@@ -17,9 +17,24 @@ from ecr_tag_operator import ecr
 from ecr_tag_operator.grants import NAMESPACE_TAG, ROLE_ARN_PATTERN, source_identity
 
 DOCS = repo_root() / "docs"
-# DescribeRepositories (tag mutability) and DescribeImages (archived images) are reads too.
-READS = {"ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability", "ecr:DescribeRepositories", "ecr:DescribeImages"}
-WRITES = {"ecr:PutImage", "ecr:BatchDeleteImage"}
+# DescribeRepositories (tag mutability) and DescribeImages (archived images) are reads too, and so are a
+# copy's reads of its source: GetDownloadUrlForLayer (blobs) and ListImageReferrers (signatures, SBOMs).
+READS = {
+    "ecr:BatchGetImage",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:DescribeRepositories",
+    "ecr:DescribeImages",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:ListImageReferrers",
+}
+# A copy writes blobs into its target with the layer-upload calls.
+WRITES = {
+    "ecr:PutImage",
+    "ecr:BatchDeleteImage",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+}
 ASSUME = {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"}
 ECR_POLICIES = ["iam-policy.json", "iam-policy-scoped.json", "iam-policy-target-account.json"]
 

@@ -67,6 +67,16 @@ CASES: list[tuple[str, dict[str, Any] | None, str, str]] = [
     ("interval-days", with_(driftCheckInterval="1d"), "spec.driftCheckInterval", MATCH),
     ("source-tag-is-a-target", with_(tags=["build-1", "prod"]), "spec", "must not also be listed in tags"),
     ("spec-missing", None, "spec", "Required value"),
+    ("copy-unknown", with_(copy="Always"), "spec.copy", "Unsupported value"),
+    ("source-region-uppercase", with_source(region="EU-WEST-1"), "spec.source.region", MATCH),
+    ("referrers-empty", with_(referrers=[]), "spec.referrers", "at least 1 items"),
+    (
+        "referrers-all-and-a-type",
+        with_(referrers=["All", "application/spdx+json"]),
+        "spec.referrers",
+        "list of artifact",
+    ),
+    ("referrers-a-string", with_(referrers="All"), "spec.referrers", "must be of type array"),
 ]
 
 
@@ -91,6 +101,21 @@ def test_malformed_object_is_refused(
 
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 30
+
+
+def test_a_cross_region_copy_spec_is_accepted_with_source_tag_among_tags(
+    control_plane: KubeCluster, k8s_namespace: str
+) -> None:
+    """Another region is another registry: the source tag may be one of the target's tags."""
+    spec = with_(
+        tags=["build-1"],
+        region="eu-west-1",
+        source={"tag": "build-1", "region": "us-east-1"},
+        copy="IfMissing",
+        referrers=["application/spdx+json"],
+    )
+    obj = {"apiVersion": "ecrtag.dev/v1alpha1", "kind": "EcrImageTag", "metadata": {"name": "ok"}, "spec": spec}
+    control_plane.kubectl("create", "--dry-run=server", "-n", k8s_namespace, "-f", "-", input=yaml.safe_dump(obj))
 
 
 def test_the_good_spec_is_accepted(control_plane: KubeCluster, k8s_namespace: str) -> None:

@@ -219,6 +219,8 @@ def test_server_side_applied_objects_stay_in_sync_and_the_operator_owns_no_spec(
             "mode": "Enforce",
             "deletionPolicy": "Retain",
             "driftCheckInterval": "5m",
+            "copy": "IfMissing",  # the CRD's defaults
+            "referrers": ["All"],
             **specs[name],
         }
 

@@ -57,6 +57,8 @@ def test_apply_ready_status_and_printer_columns(
         "mode": "Enforce",
         "deletionPolicy": "Retain",
         "driftCheckInterval": "5m",
+        "copy": "IfMissing",  # the CRD's defaults
+        "referrers": ["All"],
     }
     wide = control_plane.kubectl("get", "eit", "web", "-n", operated_namespace, "-o", "wide").stdout
     header = wide.splitlines()[0].split()

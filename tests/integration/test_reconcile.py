@@ -157,7 +157,9 @@ def test_cross_repository_missing_layer_blocks_every_put(h: Harness) -> None:
     missing = src.layer_digests[-1]
     ecr_seed.copy_blobs(h.client, src, "team/release", skip=[missing])
     h.server.control.reset_calls()
-    result = h.run(repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"])
+    result = h.run(
+        repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"], copy="Never"
+    )
     assert conditions(result)["LayersAvailable"] == ("False", "LayersNotFound")
     assert missing in next(c["message"] for c in result.status["conditions"] if c["type"] == "LayersAvailable")
     assert result.status["layerSummary"]["missing"] == 1
@@ -165,7 +167,9 @@ def test_cross_repository_missing_layer_blocks_every_put(h: Harness) -> None:
     assert h.puts() == 0
     # Once the blob arrives, the next reconcile promotes.
     ecr_seed.copy_blobs(h.client, src, "team/release")
-    again = h.run(repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"])
+    again = h.run(
+        repositoryName="team/release", source={"tag": "v7", "repositoryName": "team/build"}, tags=["prod"], copy="Never"
+    )
     assert conditions(again)["Ready"] == ("True", "InSync")
     assert h.tag_digest("team/release", "prod") == src.digest
 
@@ -195,11 +199,15 @@ def test_cross_repository_index_with_missing_child_is_blocked(h: Harness) -> Non
     ecr_seed.copy_blobs(h.client, idx, "team/release")
     ecr_seed.copy_image(h.client, idx.children[0], "team/release")
     h.server.control.reset_calls()
-    result = h.run(repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"])
+    result = h.run(
+        repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"], copy="Never"
+    )
     assert conditions(result)["LayersAvailable"] == ("False", "ReferencedImagesNotFound")
     assert h.puts() == 0
     ecr_seed.copy_image(h.client, idx.children[1], "team/release")
-    again = h.run(repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"])
+    again = h.run(
+        repositoryName="team/release", source={"tag": "multi", "repositoryName": "team/build"}, tags=["p"], copy="Never"
+    )
     assert conditions(again)["Ready"] == ("True", "InSync")
     assert h.tag_digest("team/release", "p") == idx.digest
 

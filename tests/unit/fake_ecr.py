@@ -4,11 +4,15 @@ process (tests/ecr) is where ECR's behaviour itself is checked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ecr_tag_operator.manifests import digest_of, parse_manifest
 from ecr_tag_operator.model import (
+    DownloadError,
     EcrCallError,
     Failure,
     Image,
@@ -19,7 +23,9 @@ from ecr_tag_operator.model import (
     Mutability,
     PutOutcome,
     ReadPolicy,
+    Referrer,
     Registry,
+    Upload,
 )
 from ecr_tag_operator.ports import NO_POLICY
 
@@ -30,6 +36,17 @@ class Repo:
     tags: dict[str, str] = field(default_factory=dict)
     blobs: set[str] = field(default_factory=set)
     mutability: Mutability = field(default_factory=Mutability)
+    blob_bytes: dict[str, bytes] = field(default_factory=dict)  # what a download serves
+    media_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FakeUpload:
+    repository: str
+    data: bytearray = field(default_factory=bytearray)  # kept only when the fake retains uploads
+    parts: list[int] = field(default_factory=list)
+    received: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
 
 
 @dataclass
@@ -39,6 +56,18 @@ class FakeEcr:
     fail_calls: dict[str, Failure] = field(default_factory=dict)  # operation -> whole-call failure
     refuse_puts: dict[str, Failure] = field(default_factory=dict)  # tag -> PutImage refusal
     archived: set[str] = field(default_factory=set)  # digests in the archive storage class
+    # Copies: ECR's partSize answer and minimum part size; the next downloads' faults, in order
+    # ("expire": 403 AccessDenied; an int: the connection breaks after that many bytes).
+    part_size: int = 5 * 1024 * 1024
+    min_part: int = 5 * 1024 * 1024
+    download_faults: list[str | int] = field(default_factory=list)
+    corrupt: set[str] = field(default_factory=set)  # blobs whose download serves other bytes
+    uploads: dict[str, FakeUpload] = field(default_factory=dict)
+    completed: list[tuple[str, str, list[int]]] = field(default_factory=list)  # (repository, digest, part sizes)
+    downloaded_bytes: int = 0
+    complete_asked: list[str] = field(default_factory=list)  # digests CompleteLayerUpload was called with
+    chunk: int = 1024 * 1024
+    retain_uploads: bool = True  # False: uploads are hashed, not kept (memory measurements)
 
     def repo(self, name: str) -> Repo:
         return self.repos.setdefault(name, Repo())
@@ -51,6 +80,13 @@ class FakeEcr:
         repo.blobs |= {b.digest for b in parsed.blobs}
         for tag in tags:
             repo.tags[tag] = digest
+        return digest
+
+    def push_blob(self, name: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        repo = self.repo(name)
+        repo.blobs.add(digest)
+        repo.blob_bytes[digest] = data
         return digest
 
     def delete_image(self, name: str, digest: str) -> None:
@@ -112,8 +148,99 @@ class FakeEcr:
                 tag, "failed", Failure("PutImage", "ImageTagAlreadyExistsException", "immutable", tag=tag)
             )
         repo.manifests[digest] = manifest
+        repo.media_types[digest] = media_type
         repo.tags[tag] = digest
         return PutOutcome(tag, "put")
+
+    def download_url(self, where: Registry, repository: str, digest: str) -> str:
+        self._enter("GetDownloadUrlForLayer")
+        repo = self._existing(repository, "GetDownloadUrlForLayer")
+        if digest not in repo.blob_bytes:
+            raise EcrCallError(Failure("GetDownloadUrlForLayer", "LayersNotFoundException", f"{digest} not found"))
+        return f"fake://{repository}/{digest}/{self.calls.count('GetDownloadUrlForLayer')}"
+
+    def open_blob(self, url: str, first_byte: int = 0) -> Iterator[bytes]:
+        self.calls.append("Download")
+        _, rest = url.split("://", 1)
+        repository, digest, _n = rest.rsplit("/", 2)
+        fault = self.download_faults.pop(0) if self.download_faults else None
+        if fault == "expire":
+            raise DownloadError(403, "AccessDenied", "Request has expired")
+        data = self.repos[repository].blob_bytes[digest]
+        if digest in self.corrupt:
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        sent = 0
+        for start in range(first_byte, len(data), self.chunk):
+            chunk = data[start : start + self.chunk]
+            if isinstance(fault, int) and sent + len(chunk) > fault:
+                self.downloaded_bytes += fault - sent
+                yield chunk[: fault - sent]
+                raise DownloadError(0, "ProtocolError", "Connection broken: IncompleteRead")
+            sent += len(chunk)
+            self.downloaded_bytes += len(chunk)
+            yield chunk
+
+    def initiate_upload(self, where: Registry, repository: str) -> Upload:
+        self._enter("InitiateLayerUpload")
+        self._existing(repository, "InitiateLayerUpload")
+        upload_id = f"00000000-0000-0000-0000-{len(self.uploads):012d}"
+        self.uploads[upload_id] = FakeUpload(repository)
+        return Upload(upload_id, self.part_size)
+
+    def upload_part(
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+    ) -> int:
+        self._enter("UploadLayerPart")
+        up = self.uploads[upload_id]
+        if first_byte != up.received or last_byte != first_byte + len(data) - 1 or len(data) > 20 * 1024 * 1024:
+            raise EcrCallError(Failure("UploadLayerPart", "InvalidLayerPartException", "bad part"))
+        if self.retain_uploads:
+            up.data += data
+        up.hasher.update(data)
+        up.received += len(data)
+        up.parts.append(len(data))
+        return last_byte
+
+    def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
+        self._enter("CompleteLayerUpload")
+        self.complete_asked.append(digest)
+        up = self.uploads.pop(upload_id)
+        if any(size < self.min_part for size in up.parts[:-1]):
+            raise EcrCallError(Failure("CompleteLayerUpload", "LayerPartTooSmallException", "too small"))
+        computed = "sha256:" + up.hasher.hexdigest()
+        if computed != digest:
+            raise EcrCallError(Failure("CompleteLayerUpload", "InvalidLayerException", "digest mismatch"))
+        repo = self.repo(repository)
+        repo.blobs.add(digest)
+        if self.retain_uploads:
+            repo.blob_bytes[digest] = bytes(up.data)
+        self.completed.append((repository, digest, up.parts))
+        return digest
+
+    def put_manifest(self, where: Registry, repository: str, manifest: str, media_type: str, digest: str) -> None:
+        self._enter("PutImage")
+        repo = self._existing(repository, "PutImage")
+        missing = [b.digest for b in parse_manifest(manifest, media_type).blobs if b.digest not in repo.blobs]
+        if missing:
+            raise EcrCallError(Failure("PutImage", "LayersNotFoundException", f"missing {missing}"))
+        repo.manifests[digest] = manifest
+        repo.media_types[digest] = media_type
+
+    def list_referrers(
+        self, where: Registry, repository: str, subject_digest: str, artifact_types: Sequence[str] = ()
+    ) -> tuple[Referrer, ...]:
+        self._enter("ListImageReferrers")
+        repo = self._existing(repository, "ListImageReferrers")
+        found = []
+        for digest, text in repo.manifests.items():
+            doc = json.loads(text)
+            if (doc.get("subject") or {}).get("digest") != subject_digest:
+                continue
+            kind = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+            if artifact_types and kind not in artifact_types:
+                continue
+            found.append(Referrer(digest, kind, doc.get("mediaType", "")))
+        return tuple(found)
 
     def image_status(self, where: Registry, repository: str, image: ImageId) -> str | None:
         self._enter("DescribeImages")

@@ -80,7 +80,7 @@ def test_defaults() -> None:
 def test_cross_repository_source() -> None:
     s = parse_spec(base(source={"tag": "v1", "repositoryName": "team-a/build", "registryId": "123456789012"}))
     assert not s.same_repository
-    assert s.source_location == ("123456789012", "team-a/build")
+    assert s.source_location == ("123456789012", None, "team-a/build")
 
 
 @pytest.mark.parametrize(

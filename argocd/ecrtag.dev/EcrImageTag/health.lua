@@ -29,6 +29,7 @@ local TRANSIENT = {
   UpstreamTooManyRequests = true,
   UpstreamUnavailable = true,
   ImageRestoring = true,
+  Copying = true,
   NotInSync = true,
 }
 
