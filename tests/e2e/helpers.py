@@ -32,6 +32,14 @@ def get(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any] | Non
     return json.loads(out.stdout) if out.stdout.strip() else None
 
 
+def ready(cluster: KubeCluster, ns: str, name: str, status: str, reason: str) -> dict[str, Any] | None:
+    """The object once its Ready condition has this status and reason for its current generation."""
+    obj = get(cluster, ns, name)
+    cond = condition(obj, "Ready")
+    ok = cond.get("status") == status and cond.get("reason") == reason
+    return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+
+
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:

@@ -17,15 +17,9 @@ from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.operator_process import GRANTED_LABEL
 
-from .helpers import condition, eit, get, unique
+from .helpers import condition, eit, ready, unique
 
 pytestmark = pytest.mark.e2e
-
-
-def ready_is(cluster: KubeCluster, ns: str, name: str, status: str, reason: str) -> dict[str, Any] | None:
-    obj = get(cluster, ns, name)
-    cond = condition(obj, "Ready")
-    return obj if (cond.get("status"), cond.get("reason")) == (status, reason) else None
 
 
 def show(obj: dict[str, Any]) -> None:
@@ -43,13 +37,13 @@ def test_a_deleted_source_image_is_reported_and_not_put_back(
     img = ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo)
     spec = {"repositoryName": repo, "source": {"digest": img.digest}, "tags": ["prod"], "driftCheckInterval": "30s"}
     control_plane.kubectl("apply", "-f", "-", input=eit("web", operated_namespace, **spec))
-    wait_for("InSync", lambda: ready_is(control_plane, operated_namespace, "web", "True", "InSync"))
+    wait_for("InSync", lambda: ready(control_plane, operated_namespace, "web", "True", "InSync"))
     # Deleted for security reasons: by digest, every tag goes with it.
     ecr_session_client.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": img.digest}])
     puts = ecr_server.control.calls().of("PutImage", repo)
     obj = wait_for(
         "ImageNotFound at the next drift check",
-        lambda: ready_is(control_plane, operated_namespace, "web", "False", "ImageNotFound"),
+        lambda: ready(control_plane, operated_namespace, "web", "False", "ImageNotFound"),
         timeout=120,
     )
     show(obj)
@@ -70,10 +64,10 @@ def test_a_grant_lifted_after_sync_leaves_no_condition_true(
     ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo)
     spec = {"repositoryName": repo, "source": {"tag": "build-1"}, "tags": ["prod"]}
     control_plane.kubectl("apply", "-f", "-", input=eit("web", operated_namespace, **spec))
-    wait_for("InSync", lambda: ready_is(control_plane, operated_namespace, "web", "True", "InSync"))
+    wait_for("InSync", lambda: ready(control_plane, operated_namespace, "web", "True", "InSync"))
     control_plane.kubectl("label", "namespace", operated_namespace, f"{GRANTED_LABEL}-")  # the grant goes
     obj = wait_for(
-        "Forbidden", lambda: ready_is(control_plane, operated_namespace, "web", "False", "Forbidden"), timeout=60
+        "Forbidden", lambda: ready(control_plane, operated_namespace, "web", "False", "Forbidden"), timeout=60
     )
     show(obj)
     status = obj["status"]
@@ -100,13 +94,13 @@ def test_an_archived_source_says_how_to_restore_it_and_recovers_once_restored(
     img = ecr_seed.push(ecr_session_client, repo, "build-1", "docker", seed=repo)
     spec = {"repositoryName": repo, "source": {"digest": img.digest}, "tags": ["prod"], "driftCheckInterval": "30s"}
     control_plane.kubectl("apply", "-f", "-", input=eit("web", operated_namespace, **spec))
-    wait_for("InSync", lambda: ready_is(control_plane, operated_namespace, "web", "True", "InSync"))
+    wait_for("InSync", lambda: ready(control_plane, operated_namespace, "web", "True", "InSync"))
     ecr_session_client.update_image_storage_class(
         repositoryName=repo, imageId={"imageDigest": img.digest}, targetStorageClass="ARCHIVE"
     )
     obj = wait_for(
         "ImageArchived at the next drift check",
-        lambda: ready_is(control_plane, operated_namespace, "web", "False", "ImageArchived"),
+        lambda: ready(control_plane, operated_namespace, "web", "False", "ImageArchived"),
         timeout=120,
     )
     show(obj)
@@ -118,7 +112,7 @@ def test_an_archived_source_says_how_to_restore_it_and_recovers_once_restored(
     )
     wait_for(
         "InSync once restored",
-        lambda: ready_is(control_plane, operated_namespace, "web", "True", "InSync"),
+        lambda: ready(control_plane, operated_namespace, "web", "True", "InSync"),
         timeout=120,
     )
     assert tag_digest(ecr_session_client, repo, "prod") == img.digest

@@ -27,7 +27,7 @@ from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.control_plane import fresh_namespace
 from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
 
-from .helpers import condition, eit, get, metric_sum, unique
+from .helpers import condition, eit, get, metric_sum, ready, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +43,6 @@ DRIFT = "30s"
 WRITES = ("PutImage", "BatchDeleteImage")
 
 PolicyApply = Callable[[str, dict[str, Any]], str]
-
-
-def ready(cluster: KubeCluster, ns: str, name: str, status: str, reason: str) -> dict[str, Any] | None:
-    obj = get(cluster, ns, name)
-    cond = condition(obj, "Ready")
-    ok = cond.get("status") == status and cond.get("reason") == reason
-    return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
 
 
 def apply(cluster: KubeCluster, manifest: str) -> None:
