@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from ecr_tag_localenv.control_plane import KubeCluster
+from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_operator.manifests import OCI_INDEX, OCI_MANIFEST
 
-from .helpers import eit, tag_digest, unique
+from .helpers import eit, unique
 from .oci_cli import OciClients, OciCommandError, login
 
 pytestmark = pytest.mark.e2e
