@@ -167,13 +167,23 @@ def test_nothing_runs_before_kopf_handles_objects() -> None:
     entries = [entry(1, synced=61)]
     store = Store(entries)
     ran: list[str] = []
+    asked = asyncio.Event()
+    polls: list[int] = []
     sched = scheduler(entries, store, lambda body, trigger: ran.append(trigger), [NOW])
-    sched._ready = lambda: False
+
+    def not_yet() -> bool:
+        polls.append(1)
+        if len(polls) >= 2:
+            asked.set()  # two ticks have asked and been told kopf is not handling objects yet
+        return False
+
+    sched._ready = not_yet
 
     async def two_ticks() -> None:
         task = asyncio.create_task(sched.run())
-        await asyncio.sleep(2.5)  # the scheduler's own tick is 1 s: two ticks pass, neither may run
+        await asyncio.wait_for(asked.wait(), timeout=30)
         task.cancel()
 
     asyncio.run(two_ticks())
     assert ran == []
+    assert store.writes == []
