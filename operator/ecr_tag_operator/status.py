@@ -56,7 +56,7 @@ def timestamp(now: datetime) -> str:
 
 # Another tenant's or the operator's identity is not a tenant's business: IAM principals' ARNs and
 # account ids in ECR's and STS's messages are shown as placeholders.
-_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+")
+_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[^\s,;)]+")
 _ACCOUNT = re.compile(r"\b\d{12}\b")
 
 

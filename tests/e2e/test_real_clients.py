@@ -68,7 +68,7 @@ def promote(cluster: KubeCluster, namespace: str, name: str, repo: str, source_t
 
 def test_crane_multi_platform_image_is_retagged_byte_for_byte(
     control_plane: KubeCluster,
-    k8s_namespace: str,
+    operated_namespace: str,
     operator_process: OperatorProcess,
     ecr_session_client: Any,
     oci_clients: OciClients,
@@ -115,7 +115,7 @@ def test_crane_multi_platform_image_is_retagged_byte_for_byte(
     with pytest.raises(OciCommandError, match=r"UNAUTHORIZED|401"):
         anonymous.crane("digest", f"{ref}:build-1")
 
-    promote(control_plane, k8s_namespace, "crane", repo, "build-1", ["prod"])
+    promote(control_plane, operated_namespace, "crane", repo, "build-1", ["prod"])
 
     # The ECR API and the registry face agree on where the tag points.
     assert tag_digest(ecr_session_client, repo, "prod") == index_digest
@@ -143,7 +143,7 @@ def test_crane_multi_platform_image_is_retagged_byte_for_byte(
 
 def test_cosign_signature_and_oras_sbom_follow_the_retagged_image(
     control_plane: KubeCluster,
-    k8s_namespace: str,
+    operated_namespace: str,
     operator_process: OperatorProcess,
     ecr_session_client: Any,
     oci_clients: OciClients,
@@ -186,7 +186,7 @@ def test_cosign_signature_and_oras_sbom_follow_the_retagged_image(
     )  # fmt: skip
     sbom_manifest = attached["digest"]
 
-    promote(control_plane, k8s_namespace, "signed", repo, "build-1", ["prod"])
+    promote(control_plane, operated_namespace, "signed", repo, "build-1", ["prod"])
     assert tag_digest(ecr_session_client, repo, "prod") == digest
 
     verify = ("verify", "--insecure-ignore-tlog=true", *http)
