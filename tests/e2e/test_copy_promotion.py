@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from ecr_tag_localenv.control_plane import KubeCluster
 from ecr_tag_localenv.ecr_accounts import DEFAULT_ACCOUNT, assume_role
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_localenv.operator_process import OperatorProcess
+from ecr_tag_localenv.waiting import wait_for
 from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, OCI_MANIFEST
 from tests.plugins.control_plane import fresh_namespace
 from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
@@ -64,16 +64,14 @@ def push_referrer(client: Any, subject: ecr_seed.PushedImage, artifact_type: str
 def wait_ready(
     cluster: KubeCluster, namespace: str, name: str, generation: int, timeout: float = 120
 ) -> dict[str, Any]:
-    """The resource once Ready is True for ``generation`` (polled, with a deadline)."""
-    deadline = time.monotonic() + timeout
-    obj: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
+    """The resource once Ready is True for ``generation`` (the project's wait_for: polled, with a deadline)."""
+
+    def ready_now() -> dict[str, Any] | None:
         obj = get(cluster, namespace, name)
         ready = condition(obj, "Ready")
-        if ready.get("status") == "True" and ready.get("observedGeneration") == generation:
-            return obj or {}
-        time.sleep(0.5)
-    raise AssertionError(f"not Ready for generation {generation} in {timeout} s: {json.dumps(obj)[:2000]}")
+        return obj if obj and ready.get("status") == "True" and ready.get("observedGeneration") == generation else None
+
+    return wait_for(f"{namespace}/{name} Ready for generation {generation}", ready_now, timeout=timeout)
 
 
 def test_an_index_with_referrers_is_promoted_into_another_account_and_region(
