@@ -141,6 +141,12 @@ class Api:
             GROUP, VERSION, resource.namespace, PLURAL, resource.body(), _request_timeout=10
         )
 
+    def patch_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
+        """A JSON merge patch of the spec (a promotion: what a changed manifest applies)."""
+        self._custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": dict(spec)}, _request_timeout=10
+        )
+
     def apply_bulk(self, resources: Sequence[Resource], chunk: int = APPLY_CHUNK) -> None:
         """Server-side apply, one kubectl process per ``chunk`` objects (a multi-document file)."""
         with tempfile.TemporaryDirectory(prefix="ecr-tag-benchmark-") as tmp:

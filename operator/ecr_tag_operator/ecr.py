@@ -70,7 +70,7 @@ class Boto3Ecr:
         self._base = base or botocore.session.Session()
         self._clients: OrderedDict[tuple[str, str | None, str | None], ECRClient] = OrderedDict()
         self._lock = threading.Lock()
-        self._limits = RateLimits(settings.rates)
+        self._limits = RateLimits(settings.rates, fair=settings.fair_writes)
         # Pre-signed blob URLs are plain HTTPS GETs (S3's): urllib3, botocore's own HTTP library, with
         # no retries of its own (the copier resumes a cut download from the last part it uploaded).
         self._http = urllib3.PoolManager(

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         description="Reconciles of one namespace in flight at most; more wait their turn in the drift "
         "scheduler, so that one namespace's backlog never holds every worker.",
     )
+    fair_writes: bool = Field(
+        default=True,
+        description="PutImage and BatchDeleteImage tokens of one quota go round-robin to the namespaces "
+        "waiting for them; false: one queue in arrival order.",
+    )
     max_clients: int = Field(
         default=64, ge=1, le=4096, description="AWS clients kept at most (one per region, role and namespace)."
     )

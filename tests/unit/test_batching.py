@@ -209,6 +209,43 @@ def test_writes_of_one_quota_go_round_robin_across_namespaces() -> None:
     assert waiting_before >= 5
 
 
+@pytest.mark.parametrize(("fair", "served_within"), [(True, 1), (False, 5)])
+def test_fair_writes_setting_chooses_round_robin_or_arrival_order(fair: bool, served_within: int) -> None:
+    """``fair_writes`` off puts every namespace's writes in one queue: team-a's single write waits
+    behind the 5 team-b writes that came first; on, it is served at its first turn."""
+    now = [0.0]
+    limits = RateLimits({"PutImage": 1000.0}, clock=lambda: now[0], fair=fair)
+    for _ in range(1000):  # the burst, spent at once: from here on a token needs the clock to move
+        limits.acquire_fair(None, "us-east-1", "PutImage", "team-b")
+    bucket = limits._fair[("", "us-east-1", "PutImage")]
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def write(tenant: str) -> None:
+        limits.acquire_fair(None, "us-east-1", "PutImage", tenant)
+        with lock:
+            order.append(tenant)
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = []
+        for tenant in ["team-b"] * 5 + ["team-a"]:
+            futures.append(pool.submit(write, tenant))
+            deadline = time.monotonic() + 10
+            while bucket.waiting < len(futures) and time.monotonic() < deadline:  # queued in this order
+                time.sleep(0.001)  # poll interval
+        assert bucket.waiting == 6
+        deadline = time.monotonic() + 10
+        while len(order) < 6 and time.monotonic() < deadline:
+            now[0] += 0.001  # one token
+            time.sleep(0.002)  # poll interval
+        for f in futures:
+            f.result(timeout=10)
+    assert order.count("team-b") == 5
+    assert order.index("team-a") <= served_within
+    if not fair:
+        assert order[-1] == "team-a"
+
+
 def test_a_fair_bucket_keeps_the_rate() -> None:
     now = [0.0]
     bucket = FairBucket(rate=10, burst=1, clock=lambda: now[0])
