@@ -109,10 +109,11 @@ def seed_images(ecr: RunningEmulator, images_per_repo: int) -> None:
                 ecr_seed.push(client, repo, f"build-{k}", "docker", seed=f"app-{index}-{k}")
 
 
-def set_benchmark_faults(control: EmulatorControl) -> None:
+def set_benchmark_faults(control: EmulatorControl, quota: float = PUT_IMAGE_QUOTA) -> None:
+    burst = PUT_IMAGE_BURST if quota == PUT_IMAGE_QUOTA else max(1, int(quota))
     control.set_faults(
         default=FaultRule(latency_ms=LATENCY_MS),
-        operations={"PutImage": FaultRule(quota_per_second=PUT_IMAGE_QUOTA, burst=PUT_IMAGE_BURST)},
+        operations={"PutImage": FaultRule(quota_per_second=quota, burst=burst)},
     )
 
 
@@ -151,11 +152,11 @@ def thin(rows: list[Any], keep: int = 200) -> list[Any]:
 # -- phases -----------------------------------------------------------------------------------------
 
 
-def run_baseline(ecr: RunningEmulator, n: int, images_per_repo: int) -> dict[str, Any]:
+def run_baseline(ecr: RunningEmulator, n: int, images_per_repo: int, quota: float) -> dict[str, Any]:
     client = baseline.cli_like_client(ecr.env)
     repos = baseline_repos()
     jobs = [baseline.Retag(repos[i % REPOSITORIES], source_tag(i, images_per_repo), f"rel-{i:05d}") for i in range(n)]
-    bound = n / PUT_IMAGE_QUOTA
+    bound = n / quota
     ecr.control.reset_calls()
     run = baseline.retag_all(client, jobs, deadline=time.monotonic() + 5 * bound + 300)
     counts = ecr.control.calls()
@@ -233,10 +234,10 @@ def wait_all(
 
 
 def converge(
-    api: Api, ecr: RunningEmulator, op: OperatorProcess, n: int, images_per_repo: int, every: float
+    api: Api, ecr: RunningEmulator, op: OperatorProcess, n: int, images_per_repo: int, every: float, quota: float
 ) -> dict[str, Any]:
     objs = resources(n, images_per_repo)
-    bound = n / PUT_IMAGE_QUOTA
+    bound = n / quota
     m0 = promtext.parse(op.metrics())
     k0 = apiserver_requests(api.cluster)
     ecr.control.reset_calls()
@@ -502,6 +503,7 @@ def run_size(
     with_baseline: bool,
     operator_env: Mapping[str, str],
     out_stem: str,
+    quota: float = PUT_IMAGE_QUOTA,
 ) -> dict[str, Any]:
     every = 1.0 if n <= 1000 else 2.0
     result: dict[str, Any] = {"n": n, "repositories": REPOSITORIES, "images_per_repo": images_per_repo}
@@ -518,14 +520,14 @@ def run_size(
             api.ensure_namespaces(namespaces())
             say(f"N={n}: seeding {REPOSITORIES * 2 * images_per_repo} images")
             seed_images(ecr, images_per_repo)
-            set_benchmark_faults(ecr.control)
+            set_benchmark_faults(ecr.control, quota)
             result["emulator_faults"] = ecr.control.faults().to_json()
             pids = {"emulator": ecr.process.pid, **cp.pids}
             result["machine_load_before"] = procstat.load_average()
             if with_baseline:
                 say(f"N={n}: baseline")
                 cpu0 = procstat.cpu_snapshot(pids)
-                result["baseline"] = run_baseline(ecr, n, images_per_repo)
+                result["baseline"] = run_baseline(ecr, n, images_per_repo, quota)
                 result["baseline"]["cpu_seconds"] = procstat.cpu_delta(cpu0, procstat.cpu_snapshot(pids))
                 time.sleep(2)  # let the PutImage bucket refill
             log_path = out_dir / f"{out_stem}-operator-{n}.log"
@@ -542,7 +544,7 @@ def run_size(
             try:
                 say(f"N={n}: operator converging")
                 cpu0 = procstat.cpu_snapshot(pids)
-                result["operator"] = converge(api, ecr, op, n, images_per_repo, every)
+                result["operator"] = converge(api, ecr, op, n, images_per_repo, every, quota)
                 cpu1 = procstat.cpu_snapshot(pids)
                 result["operator"]["cpu_seconds"] = procstat.cpu_delta(cpu0, cpu1)
                 ready_names = result["operator"].pop("ready_names")
@@ -589,6 +591,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-samples", type=int, default=30)
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
     parser.add_argument(
+        "--put-image-quota",
+        type=float,
+        default=PUT_IMAGE_QUOTA,
+        help="PutImage per second (burst the same), the emulator's and the operator's; default ECR's 10",
+    )
+    parser.add_argument(
         "--operator-env",
         action="append",
         default=[],
@@ -597,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     operator_env = dict(item.split("=", 1) for item in args.operator_env)
+    quota: float = args.put_image_quota
+    if quota != PUT_IMAGE_QUOTA:  # a scaled quota: the operator's client-side rate follows it
+        operator_env.setdefault("ECR_TAG_OPERATOR_PUT_IMAGE_RATE", str(quota))
     if any(not key.startswith("ECR_TAG_OPERATOR_") for key in operator_env):
         parser.error("--operator-env takes ECR_TAG_OPERATOR_* settings only")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -607,8 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "setup": {
             "ecr_latency_ms": LATENCY_MS,
-            "put_image_quota_per_s": PUT_IMAGE_QUOTA,
-            "put_image_burst": PUT_IMAGE_BURST,
+            "put_image_quota_per_s": quota,
+            "put_image_burst": PUT_IMAGE_BURST if quota == PUT_IMAGE_QUOTA else max(1, int(quota)),
             "drift_check_interval": DRIFT_INTERVAL,
             "operator_env": operator_env or "defaults (only endpoint, dummy credentials and metrics port set)",
             "operator_args": ["--log-format", "full"],
@@ -627,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             not args.no_baseline,
             operator_env,
             out.stem,
+            quota,
         )
         result["wall_seconds"] = round(time.monotonic() - began, 1)
         report["sizes"].append(result)

@@ -9,8 +9,8 @@ every ECR call and PutImage limited to ``--quota``/s, burst the same; the operat
 rate set to the same quota): team-a's one resource is created and Ready first; then team-b applies
 ``--b-objects`` EcrImageTags of ``--b-tags`` tags each (one PutImage per tag: the backlog); once B's
 PutImage requests pass ``--start-after``, team-a promotes its resource (its source tag flips between two
-images, one PutImage each) ``--samples`` times, one after another, each timed from the patch to
-Ready=True with observedGeneration = generation. The modes differ only in the operator's settings:
+images, one PutImage each) ``--samples`` times, one after another and spread over most of the
+backlog, each timed from the patch to Ready=True with observedGeneration = generation. The modes differ only in the operator's settings:
 
 - ``fair``: the defaults (writes round-robin across namespaces, 16 reconciles per namespace in flight).
 - ``fifo``: ``ECR_TAG_OPERATOR_FAIR_WRITES=false`` and ``NAMESPACE_IN_FLIGHT=512``: one write queue in
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import tempfile
@@ -70,13 +71,19 @@ MODES: dict[str, dict[str, str]] = {
 QUEUED = "reconciles in flight: queued"  # the operator's log line when a change waits for a slot
 
 
+def b_images(objects: int, tags: int) -> int:
+    """Source images per B repository: ECR allows 1,000 tags per image (LimitExceededException)."""
+    return max(1, math.ceil(objects * tags / len(B_REPOS) / 900))
+
+
 def b_resources(objects: int, tags: int) -> list[Resource]:
+    images = b_images(objects, tags)
     return [
         Resource(
             namespace=B,
             name=f"b-{i:05d}",
             repository=B_REPOS[i % len(B_REPOS)],
-            source_tag="build-0",
+            source_tag=f"build-{(i // len(B_REPOS)) % images}",
             tags=tuple(f"b{i:05d}-{j:03d}" for j in range(tags)),
             drift_check_interval=DRIFT_INTERVAL,
         )
@@ -89,7 +96,7 @@ A_RESOURCE = Resource(
 )
 
 
-def seed(ecr: RunningEmulator) -> None:
+def seed(ecr: RunningEmulator, b_images_per_repo: int) -> None:
     client = plain_client(
         "ecr",
         endpoint_url=ecr.endpoint_url,
@@ -99,7 +106,8 @@ def seed(ecr: RunningEmulator) -> None:
     )
     ecr.control.set_faults()  # no quota while seeding: not measured
     for repo in B_REPOS:
-        ecr_seed.push(client, repo, "build-0", "docker", seed=repo)
+        for k in range(b_images_per_repo):
+            ecr_seed.push(client, repo, f"build-{k}", "docker", seed=f"{repo}-{k}")
     for k in range(2):
         ecr_seed.push(client, A_REPO, f"build-{k}", "docker", seed=f"a-{k}")
 
@@ -146,7 +154,7 @@ def run_mode(
         api = Api(cp)
         try:
             api.ensure_namespaces([A, B])
-            seed(ecr)
+            seed(ecr, b_images(b_objects, b_tags))
             ecr.control.set_faults(
                 default=FaultRule(latency_ms=LATENCY_MS),
                 operations={"PutImage": FaultRule(quota_per_second=quota, burst=int(quota))},
@@ -202,6 +210,7 @@ def measure(
     say(f"{B}: {b_puts(ecr)} PutImage after {time.monotonic() - started:.1f}s; {A} starts its changes")
     rows: list[dict[str, Any]] = []
     source = A_RESOURCE.source_tag
+    gap = max(1.0, 0.6 * (backlog - b_puts(ecr)) / quota / max(1, samples))
     for k in range(samples):
         before = b_puts(ecr)
         if before >= backlog:
@@ -221,7 +230,7 @@ def measure(
         }
         rows.append(row)
         say(f"{A} sample {k}: {row['seconds']}s (B: {row['b_puts_at_ready']}/{backlog} PutImage received)")
-        time.sleep(1.0)  # spread the samples over the backlog
+        time.sleep(gap)  # the samples spread over most of the backlog
     say(f"{B}: waiting for all {b_objects} Ready")
     timeline: list[tuple[float, int, int]] = []
     while True:

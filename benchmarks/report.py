@@ -168,15 +168,16 @@ def targets(sizes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     for size in sizes:
         n = int(size["n"])
-        if n == 1000:
-            add("convergence time <= 1.1 x N / quota (s)", n, converged_seconds(size), 1.1 * n / 10)
-        if n == 5000:
+        bound = _get(size, "operator", "bound_seconds")
+        if n in (1000, 5000) and isinstance(bound, int | float):
+            add("convergence time <= 1.05 x N / quota (s)", n, converged_seconds(size), 1.05 * bound)
             add(
-                "read calls per resource per drift cycle <= 0.05",
+                "read calls per resource per drift cycle <= 0.03",
                 n,
                 _get(size, "drift", "read_calls_per_resource"),
-                0.05,
+                0.03,
             )
+        if n == 5000:
             add("operator RSS <= 200 MB", n, _get(size, "rss", "peak_hwm_mb"), 200.0)
         add("apply -> Ready p50 <= 1 s", n, _get(size, "latency", "p50_s"), 1.0)
     return out
