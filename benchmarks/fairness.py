@@ -68,6 +68,7 @@ MODES: dict[str, dict[str, str]] = {
     "fifo": {"ECR_TAG_OPERATOR_FAIR_WRITES": "false", "ECR_TAG_OPERATOR_NAMESPACE_IN_FLIGHT": "512"},
     "fair-bucket-only": {"ECR_TAG_OPERATOR_NAMESPACE_IN_FLIGHT": "512"},
 }
+BUSY = 0.9  # a sample counts when applied before B's PutImage requests reached this share of its backlog
 QUEUED = "reconciles in flight: queued"  # the operator's log line when a change waits for a slot
 
 
@@ -244,6 +245,9 @@ def measure(
     m1 = promtext.parse(op.metrics())
     latencies = [r["seconds"] for r in rows if r["seconds"] is not None]
     under_backlog = [r["seconds"] for r in rows if r["seconds"] is not None and r["b_puts_at_ready"] < backlog]
+    # The figures: samples applied while B still had a backlog (a sample applied as B finishes shows
+    # an idle operator, not a fair one).
+    busy = [r["seconds"] for r in rows if r["seconds"] is not None and r["b_puts_at_apply"] <= BUSY * backlog]
     out: dict[str, Any] = {
         "quota_per_s": quota,
         "b_apply_seconds": round(applied, 2),
@@ -257,6 +261,7 @@ def measure(
         "samples": rows,
         "a_failed_samples": sum(1 for r in rows if r["seconds"] is None),
         "a_samples_ready_before_b_was_done": len(under_backlog),
+        "a_samples_applied_under_backlog": len(busy),
         "b_timeline_s_ready_puts": thin(timeline, 100),
         "operator_ecr_latency": latency_summary(m0, m1),
         "reconciles": promtext.delta(
@@ -264,12 +269,14 @@ def measure(
             promtext.by_label(m1, "ecr_tag_operator_reconciles_total", "trigger", "result"),
         ),
     }
-    if latencies:
+    if busy:
         out |= {
-            "a_p50_s": round(percentile(latencies, 0.5), 3),
-            "a_p90_s": round(percentile(latencies, 0.9), 3),
-            "a_max_s": round(max(latencies), 3),
+            "a_p50_s": round(percentile(busy, 0.5), 3),
+            "a_p90_s": round(percentile(busy, 0.9), 3),
+            "a_max_s": round(max(busy), 3),
         }
+    if latencies:
+        out["a_p50_all_samples_s"] = round(percentile(latencies, 0.5), 3)
     return out
 
 
@@ -286,10 +293,11 @@ def markdown(report: Mapping[str, Any]) -> str:
     rows: list[tuple[str, Any]] = [
         ("PutImage quota, emulator and operator (/s)", lambda m: _fmt(m.get("quota_per_s"), 0)),
         ("B backlog (PutImage)", lambda m: _fmt(m.get("backlog_put_images"))),
-        ("A samples (Ready while B still had backlog)", lambda m: _a_samples(m)),
-        ("**A apply -> Ready p50 (s)**", lambda m: _fmt(m.get("a_p50_s"), 3)),
-        ("A apply -> Ready p90 (s)", lambda m: _fmt(m.get("a_p90_s"), 3)),
-        ("A apply -> Ready max (s)", lambda m: _fmt(m.get("a_max_s"), 3)),
+        ("A samples (applied with >= 10 % of B's backlog left)", lambda m: _a_samples(m)),
+        ("**A apply -> Ready p50 (s)**, those samples", lambda m: _fmt(m.get("a_p50_s"), 3)),
+        ("A apply -> Ready p90 (s), those samples", lambda m: _fmt(m.get("a_p90_s"), 3)),
+        ("A apply -> Ready max (s), those samples", lambda m: _fmt(m.get("a_max_s"), 3)),
+        ("A apply -> Ready p50, every sample (s)", lambda m: _fmt(m.get("a_p50_all_samples_s"), 3)),
         ("A samples failed or timed out", lambda m: _fmt(m.get("a_failed_samples"))),
         ("B PutImage received when A's samples started", lambda m: _first_b(m)),
         ("B PutImage received at A's last Ready", lambda m: _last_b(m)),
@@ -315,7 +323,7 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 
 def _a_samples(m: Mapping[str, Any]) -> str:
-    return f"{len(m.get('samples') or [])} ({_fmt(m.get('a_samples_ready_before_b_was_done'))})"
+    return f"{_fmt(m.get('a_samples_applied_under_backlog'))} of {len(m.get('samples') or [])}"
 
 
 def _first_b(m: Mapping[str, Any]) -> str:
@@ -347,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start-after", type=int, default=500, help="B's PutImage requests before A starts")
     parser.add_argument("--modes", default="fair,fifo", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fairness.json"))
+    parser.add_argument("--report", type=Path, help="re-print the table of a saved run, and run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     modes = [m for m in args.modes.split(",") if m]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown modes {unknown}")
