@@ -128,7 +128,6 @@ class DriftScheduler:
             deferred=lambda e: self._deferred(e.uid),
             max_members=t.group_size,
             checked=checked,
-            ahead=timedelta(seconds=t.tick),
         )
         slots = asyncio.Semaphore(t.parallel_groups)
 

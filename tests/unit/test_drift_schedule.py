@@ -137,18 +137,6 @@ def test_checks_due_soon_fill_a_group_that_runs_anyway() -> None:
     assert run(entries[1:], early=0.1) == []
 
 
-def test_checks_due_before_the_next_tick_fill_a_group_whatever_their_interval() -> None:
-    """With a 60 s interval, 10 % early is 6 s; a 10 s tick would leave r7..r9 to the next tick, in
-    a group of their own."""
-    entries = [entry(1, synced=61), *(entry(n, synced=60 - n) for n in range(2, 13))]
-    got = run(entries, early=0.1, ahead=timedelta(seconds=10))
-    assert [name for name, _ in got[0]] == [f"r{n}" for n in range(1, 11)]  # due within 10 s
-    assert [name for name, _ in run(entries, early=0.1, ahead=timedelta(seconds=2))[0]] == [
-        f"r{n}" for n in range(1, 7)
-    ]  # the larger of the two windows
-    assert run(entries[1:], ahead=timedelta(seconds=10)) == []  # nothing due: nothing runs ahead
-
-
 def test_a_deferred_change_is_picked_until_done_even_once_its_generation_is_observed() -> None:
     """A change the scheduler took over that failed transiently has its generation observed but no
     lastSyncTime: no drift check would ever be due, so it is picked for as long as it is deferred."""
