@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import kopf
 
 from . import apisession, core, grants, metrics, views
-from .apisession import KubeObjects
+from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of
 from .drift_scheduler import DriftScheduler, Tuning
@@ -132,6 +133,15 @@ def _apply(decision: Decision, patch: kopf.Patch, body: kopf.Body, trigger: str)
         raise kopf.TemporaryError(f"retrying: {decision.result}", delay=decision.requeue_after)
 
 
+def _progress(memo: Any, meta: Mapping[str, Any], runtime: Runtime) -> StatusProgress | None:
+    """Where a reconcile's copy reports while it runs: status patches on kopf's event loop through the
+    session made at start-up, and the copy metrics. None before start-up (handlers called directly)."""
+    store, loop = memo.get("progress_store"), memo.get("loop")
+    if not isinstance(store, KubeObjects) or not isinstance(loop, asyncio.AbstractEventLoop):
+        return None
+    return StatusProgress(store, loop, meta, runtime.settings.api_request_timeout, metrics.record_copy)
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -168,6 +178,7 @@ def reconcile_spec(
         request = views.request_for(
             parsed, status, meta, trigger, runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
         )
+        request = dataclasses.replace(request, progress=_progress(memo, meta, runtime))
         with runtime.lock_for(uid):
             decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
     finally:
@@ -187,9 +198,11 @@ def _drift_check(
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
     view: Callable[[], views.Grants],
+    progress: Callable[[Mapping[str, Any]], StatusProgress | None] = lambda _: None,
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
-    threads; the scheduler applies the decision."""
+    threads; the scheduler applies the decision. A copy's progress patches change the object: ``raw``
+    is brought up to them, so that the scheduler's own patch follows them instead of being refused."""
     body = kopf.Body(raw)  # type: ignore[arg-type]
     try:
         parsed = parse_spec(body.spec)
@@ -204,8 +217,13 @@ def _drift_check(
     # and hold none of kopf's workers; a group of one repository must run together to share reads.
     uid = str(body.meta.get("uid"))
     request = views.request_for(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    reporter = progress(body.meta)
+    request = dataclasses.replace(request, progress=reporter)
     with runtime.lock_for(uid):
         decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    if reporter is not None and reporter.written:
+        raw.setdefault("metadata", {})["resourceVersion"] = reporter.resource_version
+        raw["status"] = {**(raw.get("status") or {}), **reporter.written}
     if not decision.transient:
         # A taken-over change that failed transiently has no lastSyncTime yet, so no drift check
         # would ever be due: it stays with the scheduler until it is done.
@@ -230,6 +248,15 @@ async def start_drift_scheduler(
 ) -> None:
     runtime = runtime_of(memo)
     ours = runtime.settings
+    # Copy progress is patched from reconciles' threads, through a session of its own on this loop.
+    memo["loop"] = asyncio.get_running_loop()
+    memo["progress_store"] = KubeObjects(
+        lambda: runtime.credentials,
+        f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+        limit=4,
+        connect_timeout=ours.api_connect_timeout,
+        request_timeout=ours.api_request_timeout,
+    )
 
     store = KubeObjects(
         lambda: runtime.credentials,
@@ -249,6 +276,7 @@ async def start_drift_scheduler(
             settings=settings,
             tag_claims=tag_claims,
             view=lambda: views.Grants(runtime, policies, namespace_labels),
+            progress=functools.partial(_progress, memo, runtime=runtime),
         ),
         record=record,
         store=store,
@@ -297,7 +325,7 @@ async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    for name in ("drift_store", "policy_store"):
+    for name in ("drift_store", "policy_store", "progress_store"):
         store = memo.get(name)
         if isinstance(store, KubeObjects):
             await store.close()

@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A reconcile starts no new blob after this long; it reports Copying and comes back soon.",
     )
+    copy_progress_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between status.copy updates (and byte metrics) while a copy runs in a reconcile.",
+    )
     max_listed_referrers: int = Field(default=20, ge=1, le=200)
     finalizer: str = "ecrtag.dev/finalizer"
     annotation_prefix: str = "ecrtag.dev"
