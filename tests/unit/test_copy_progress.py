@@ -8,24 +8,30 @@ from byte 0 (InitiateLayerUpload starts one; a part at byte 0 is the first of an
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
 import pytest
 
-from ecr_tag_operator import core
+from ecr_tag_operator import core, handlers, views
 from ecr_tag_operator.apisession import KubeObjects, StatusProgress
 from ecr_tag_operator.copy_progress import Tally
 from ecr_tag_operator.core import Request
+from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Condition, CopyReport
+from ecr_tag_operator.policy_reporter import PolicyEntry
+from ecr_tag_operator.runtime import Runtime, runtime_of
 from ecr_tag_operator.settings import Settings
 from ecr_tag_operator.spec import parse_spec
 from ecr_tag_operator.status import copy_progress
 
 from .fake_ecr import FakeEcr
 from .test_copy import DEV, LOG, MIB, NOW, PROD, two_blob_image
+from .test_handlers import body
 
 BASE = CopyReport(blobs_total=3, blobs_skipped=1, bytes_total=100, bytes_skipped=10)
 
@@ -288,3 +294,64 @@ def test_the_interval_is_five_seconds_unless_set_and_never_zero(monkeypatch: pyt
     assert Settings().copy_progress_interval == 0.5
     with pytest.raises(ValueError, match="greater than 0"):
         Settings(copy_progress_interval=0)
+
+
+# The kopf adapters, wired to the progress store made at start-up
+
+
+EVERYTHING = {"namespaces": ["team-a"], "registries": [{"write": [{"repositories": ["**"]}]}]}
+COPYING_SPEC = {"repositoryName": PROD, "source": {"tag": "build-1", "repositoryName": DEV}, "tags": ["v1"]}
+
+
+def wired(loop: asyncio.AbstractEventLoop) -> tuple[kopf.Memo, Store, dict[str, Any]]:
+    ecr = FakeEcr()
+    two_blob_image(ecr, size=12 * MIB)
+    settings = Settings(region="us-east-1", copy_progress_interval=1e-6, copy_parallel_blobs=1)
+    store = Store()
+    store.loop, store.version = loop, 5
+    memo = kopf.Memo(runtime=Runtime(settings, ecr, clock=lambda: NOW), loop=loop, progress_store=store)
+    indexes: dict[str, Any] = {
+        "policies": {"all": [PolicyEntry(parse_policy("all", EVERYTHING), 1, "1")]},
+        "namespace_labels": {"team-a": [{}]},
+    }
+    return memo, store, indexes
+
+
+def test_a_spec_change_s_copy_patches_progress_on_the_loop_from_kopf_s_handler_thread(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kopf, "event", lambda *_, **__: None)  # kopf posts events only inside its handlers
+    memo, store, indexes = wired(loop)
+    obj = body(COPYING_SPEC)  # resourceVersion 5
+    patch = kopf.Patch()
+    handlers.reconcile_spec(
+        spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, patch=patch, memo=memo, logger=LOG,
+        reason="create", **indexes,
+    )  # fmt: skip
+    assert len(store.calls) >= 3
+    assert [c[3] for c in store.calls] == [str(v) for v in range(5, 5 + len(store.calls))]  # chained
+    assert all(c[4] for c in store.calls), "a progress patch was not sent on the event loop"
+    assert all(set(c[2]) == {"copy", "conditions"} for c in store.calls)
+    assert patch.status["copy"]["finished"] is True  # kopf's own patch at the end says it is done
+
+
+def test_a_drift_check_s_final_patch_follows_its_progress_patches(loop: asyncio.AbstractEventLoop) -> None:
+    memo, store, indexes = wired(loop)
+    runtime = runtime_of(memo)
+    raw = dict(body(COPYING_SPEC, {"observedGeneration": 1}))
+    decision = handlers._drift_check(
+        raw,
+        "drift",
+        runtime=runtime,
+        settings=kopf.OperatorSettings(),
+        tag_claims={},
+        view=lambda: views.Grants(runtime, indexes["policies"], indexes["namespace_labels"]),
+        progress=functools.partial(handlers._progress, memo, runtime=runtime),
+    )
+    assert decision is not None
+    assert store.calls
+    # The scheduler patches with the resourceVersion the last progress patch left, and compares the
+    # decision with the status as those patches left it.
+    assert raw["metadata"]["resourceVersion"] == str(store.version)
+    assert raw["status"]["copy"] == store.calls[-1][2]["copy"]
+    assert raw["status"]["observedGeneration"] == 1
