@@ -9,6 +9,7 @@ never hold the other blobs' threads while they are written.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,6 +17,8 @@ from typing import Any
 
 from .model import CopyReport, Registry
 from .ports import EcrApi
+
+log = logging.getLogger(__name__)
 
 
 class Tally:
@@ -82,6 +85,8 @@ class Tally:
             report = self._snapshot()
         try:
             self._report(report)
+        except Exception:  # a report is worth a log line, never a failed part: the copy goes on
+            log.exception("copy progress not reported")
         finally:
             with self._lock:
                 self._reporting = False

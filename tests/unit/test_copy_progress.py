@@ -355,3 +355,16 @@ def test_a_drift_check_s_final_patch_follows_its_progress_patches(loop: asyncio.
     assert raw["metadata"]["resourceVersion"] == str(store.version)
     assert raw["status"]["copy"] == store.calls[-1][2]["copy"]
     assert raw["status"]["observedGeneration"] == 1
+
+
+def test_a_report_that_fails_never_fails_the_part_that_triggered_it() -> None:
+    def broken(report: CopyReport) -> None:
+        raise RuntimeError("the API server went away")
+
+    clock = Clock()
+    t = Tally(BASE, broken, 1, clock)
+    clock.now += 2
+    t.part("sha256:a", 0, 10)  # does not raise
+    clock.now += 2
+    t.completed("sha256:a", 10, 1)
+    assert t.snapshot().blobs_copied == 1
