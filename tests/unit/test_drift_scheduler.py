@@ -13,7 +13,7 @@ from ecr_tag_operator.core import Decision, Event
 from ecr_tag_operator.drift_schedule import Entry
 from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
 
-from .test_drift_schedule import NOW, entry
+from .test_drift_schedule import NOW, entry, never
 
 TUNING = Tuning(tick=1, jitter=0, early=0, rescue_after=900, group_size=10, parallel_groups=2, retry_delay=20, hold=10)
 
@@ -47,7 +47,7 @@ class Store:
 def scheduler(entries: list[Entry], store: Store, check: Any, clock: list[datetime]) -> DriftScheduler:
     return DriftScheduler(
         entries=lambda: entries,
-        urgency=lambda: lambda _: False,
+        urgency=lambda: lambda _entries: never,
         keep_only=lambda _: None,
         check=check,
         record=lambda uid, trigger, decision: recorded.append((uid, trigger, decision.result)),
