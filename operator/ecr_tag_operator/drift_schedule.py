@@ -108,7 +108,7 @@ def entry_of(
     )
     claim = shared_claim(claim_of(meta, spec, region, own_account))
     account, target_region = spec.registry_id or own_account, spec.region or region
-    reason = ready_reason(status)
+    reason, conflicts = ready_reason(status), owned_elsewhere(status)
     return Entry(
         namespace=claim.namespace,
         name=claim.name,
@@ -118,7 +118,7 @@ def entry_of(
         last_sync=_time(status.get("lastSyncTime")),
         ready_reason=_shared_or_none(reason),
         # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
-        conflicts=frozenset(_shared(t) for t in owned_elsewhere(status)),
+        conflicts=frozenset(_shared(t) for t in conflicts) if conflicts else _NO_TAGS,
         interval=_INTERVALS.get(spec.drift_check_interval, spec.drift_check_interval),
         ask=ask,
         claim=claim,
@@ -126,6 +126,7 @@ def entry_of(
     )
 
 
+_NO_TAGS: frozenset[str] = frozenset()  # one for every entry without conflicts (each would be 216 bytes)
 _DEFAULT_INTERVAL = EcrImageTagSpec.model_fields["drift_check_interval"].default
 _INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedelta, not one per resource
 
@@ -133,8 +134,13 @@ _INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedel
 def shared_claim(claim: Claim) -> Claim:
     """The claim with its repeated strings interned (kopf's indexes keep one per resource)."""
     account, region, repository, tag, digest = claim.source
-    source = (_shared(account), _shared(region), _shared(repository), _shared(tag), _shared(digest))
-    return Claim(_shared(claim.created), _shared(claim.namespace), claim.name, source)
+    # The source's tag, the digest and the creation time are mostly one resource's own: not interned.
+    return Claim(
+        claim.created,
+        _shared(claim.namespace),
+        claim.name,
+        (_shared(account), _shared(region), _shared(repository), tag, digest),
+    )
 
 
 def shared_claims(found: dict[ClaimKey, Claim]) -> dict[ClaimKey, Claim]:
