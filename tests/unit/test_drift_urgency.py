@@ -12,7 +12,6 @@ import pytest
 
 from ecr_tag_operator import views
 from ecr_tag_operator.drift_schedule import Entry, entry_of
-from ecr_tag_operator.drift_urgency import Urgency
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.ownership import Claim, ClaimKey, claim_of, claims, contested
 from ecr_tag_operator.policy_reporter import PolicyEntry
@@ -45,7 +44,12 @@ class Resource:
             "generation": 1,
             "creationTimestamp": f"2026-01-01T00:{minute:02d}:{second:02d}Z",
         }
-        self.spec: dict[str, Any] = {"repositoryName": "shared/web", "source": {"tag": source}, "tags": tags, "mode": mode}
+        self.spec: dict[str, Any] = {
+            "repositoryName": "shared/web",
+            "source": {"tag": source},
+            "tags": tags,
+            "mode": mode,
+        }
         self.status: dict[str, Any] = {"observedGeneration": 1, "lastSyncTime": "2026-06-01T00:00:00Z"}
 
     def entry(self) -> Entry:
@@ -170,7 +174,7 @@ def test_an_observer_sees_the_owner_go() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible sequence of changes, not a secret
     tags = ["a", "b", "c", "d"]
     grants = policy()
     resources: list[Resource] = []
