@@ -16,7 +16,7 @@ import kopf
 from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects, StatusProgress
 from .core import Decision
-from .drift_schedule import Entry, Group, entry_of
+from .drift_schedule import Entry, Group, entry_of, shared_claims
 from .drift_scheduler import DriftScheduler, Tuning
 from .ownership import Claim, ClaimKey, claims
 from .policy_reporter import PolicyEntry, PolicyReporter
@@ -75,7 +75,7 @@ async def login(
 def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[ClaimKey, Claim]:
     """Every resource's claims on (account, region, repository, tag), for deciding owners."""
     runtime = runtime_of(memo)
-    return claims(meta, spec, runtime.settings.region, runtime.own_account)
+    return shared_claims(claims(meta, spec, runtime.settings.region, runtime.own_account))
 
 
 @kopf.index(GROUP, VERSION, POLICIES)
@@ -267,7 +267,7 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgency=functools.partial(views.urgency, runtime, tag_claims, policies, namespace_labels),
+        urgency=views.Urgency(runtime, policies, namespace_labels).prepare,
         deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(

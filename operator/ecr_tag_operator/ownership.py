@@ -22,7 +22,7 @@ ClaimKey = tuple[str, str, str, str]  # (effective account, region, repository, 
 ANOTHER_NAMESPACE = "another namespace"  # what a tenant is told of an owner outside its namespace
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Claim:
     created: str
     namespace: str

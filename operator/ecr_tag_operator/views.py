@@ -4,15 +4,15 @@ urgent checks. Kept apart from handlers.py, which holds kopf's registrations onl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from . import authz, grants
+from . import authz, drift_urgency, grants
 from .core import Request
 from .drift_schedule import Entry
 from .drift_scheduler import Urgent
 from .model import Permission
-from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, contested
+from .ownership import Claim, ClaimKey, claim_of, claimed_elsewhere, contested
 from .policy_reporter import PolicyEntry
 from .runtime import Runtime
 from .spec import EcrImageTagSpec
@@ -64,12 +64,27 @@ class Grants:
 
     def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:
         """authz.permission, asked once per namespace and distinct target and source in a view."""
-        target = (spec.mode, spec.registry_id, spec.region, spec.repository_name, spec.tags)
-        asked = (namespace, *target, spec.source_registry, spec.source.region, spec.source_repository)
+        return self.permission_of(authz.asks(spec), namespace)
+
+    def permission_of(self, ask: authz.Ask, namespace: str) -> Permission:
+        asked = (namespace, ask)
         found = self._permissions.get(asked)
         if found is None:
-            found = self._permissions[asked] = authz.permission(spec, namespace, self.of(namespace))
+            found = self._permissions[asked] = authz.permission_of(ask, namespace, self.of(namespace))
         return found
+
+    def allows(self, entry: Entry) -> bool:
+        """Whether the entry's namespace may act on its spec now (drift_urgency.GrantView)."""
+        return self.permission_of(entry.ask, entry.namespace).refused is None
+
+    @property
+    def answers(self) -> int:
+        return len(self._writes) + len(self._permissions)
+
+    def forget(self) -> None:
+        """Drop the answers kept (the grants are the same: they would be the same answers)."""
+        self._writes.clear()
+        self._permissions.clear()
 
 
 def request_for(
@@ -101,19 +116,39 @@ def request_for(
     return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
 
 
-def urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
-    """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
-    the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
-    view = Grants.snapshot(runtime, policies, labels)
-    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
-    region, account = runtime.settings.region, runtime.own_account
+class Urgency:
+    """The drift tick's test for urgent checks (a grant given or lifted, a tag's owner changed), kept
+    between ticks by :class:`drift_urgency.Urgency`. :meth:`prepare` runs on the event loop and
+    copies only the grant indexes (policies and namespace labels: small), and only to compare them
+    with the last tick's; the returned scan runs on the scheduler's thread over the drift entries.
+    The tag claims index is not read: the entries hold the same claims."""
 
-    def urgent(entry: Entry) -> bool:
-        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
-        changed (the winner was deleted, let the tag go, or lost its grant)."""
-        allowed = view.permission(entry.spec, entry.namespace).refused is None
-        if allowed == (entry.ready_reason == "Forbidden"):
-            return True
-        return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
+    def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> None:
+        self._runtime = runtime
+        self._policies = policies
+        self._labels = labels
+        self._seen: tuple[Any, Any] | None = None
+        self._view: Grants | None = None
+        self.kept = drift_urgency.Urgency(runtime.settings.region, runtime.own_account)
 
-    return urgent
+    def prepare(self) -> Callable[[Sequence[Entry]], Urgent]:
+        policies = {k: tuple(v) for k, v in self._policies.items()}
+        labels = {k: tuple(v) for k, v in self._labels.items()}
+        # What the grants are made of: valid policies and labels (a policy's status is not).
+        seen = ([(k, e.parsed) for k, v in policies.items() for e in v if isinstance(e.parsed, grants.Policy)], labels)
+        if self._view is None or seen != self._seen:
+            self._view = Grants(self._runtime, policies, labels)
+            self._seen = seen
+        view = self._view
+
+        def scan(entries: Sequence[Entry]) -> Urgent:
+            if view.answers > 4 * len(entries) + 1024:
+                view.forget()  # answers about resources long gone
+            try:
+                return self.kept.update(entries, view)
+            except Exception:
+                # Half an update is no answer: the next tick starts afresh.
+                self.kept = drift_urgency.Urgency(self._runtime.settings.region, self._runtime.own_account)
+                raise
+
+        return scan

@@ -183,15 +183,18 @@ def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
     entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    granted = views.urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
-    lifted = views.urgency(runtime, {}, {}, GRANTED["namespace_labels"])
-    assert granted(entry)  # a policy grants it now
-    assert not lifted(entry)  # still refused: nothing new
+
+    def urgent(policies: Any, *entries: Any) -> list[bool]:
+        test = views.Urgency(runtime, policies, GRANTED["namespace_labels"]).prepare()(entries)
+        return [test(e) for e in entries]
+
+    assert urgent(GRANTED["policies"], entry) == [True]  # a policy grants it now
+    assert urgent({}, entry) == [False]  # still refused: nothing new
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
     contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1", "")
     assert contested_entry is not None
-    assert granted(contested_entry)  # the owner it named is gone
-    assert lifted(contested_entry)  # its grant was lifted: Forbidden now
+    assert urgent(GRANTED["policies"], contested_entry) == [True]  # the owner it named is gone
+    assert urgent({}, contested_entry) == [True]  # its grant was lifted: Forbidden now
 
 
 def test_deletion_removes_the_tags_still_at_our_image(
