@@ -17,11 +17,11 @@ from .apisession import KubeObjects
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of
 from .drift_scheduler import DriftScheduler, Tuning
-from .ownership import Claim, ClaimKey, claims
+from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .spec import SpecError, parse_spec
-from .views import NamespaceLabels, Policies, TagClaims
+from .views import NamespaceClaims, NamespaceLabels, Policies, TagClaims
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),
@@ -75,6 +75,13 @@ def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> d
     """Every resource's claims on (account, region, repository, tag), for deciding owners."""
     runtime = runtime_of(memo)
     return claims(meta, spec, runtime.settings.region, runtime.own_account)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def namespace_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[str, Holding]:
+    """How many tags each resource claims, by namespace, for the cap on claims per namespace."""
+    runtime = runtime_of(memo)
+    return holding(meta, spec, runtime.settings.region, runtime.own_account)
 
 
 @kopf.index(GROUP, VERSION, POLICIES)
@@ -147,6 +154,7 @@ def reconcile_spec(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -166,7 +174,14 @@ def reconcile_spec(
         return
     try:
         request = views.request_for(
-            parsed, status, meta, trigger, runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+            parsed,
+            status,
+            meta,
+            trigger,
+            runtime,
+            tag_claims,
+            views.Grants(runtime, policies, namespace_labels),
+            namespace_claims=namespace_claims,
         )
         with runtime.lock_for(uid):
             decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
@@ -187,6 +202,7 @@ def _drift_check(
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
     view: Callable[[], views.Grants],
+    namespace_claims: NamespaceClaims = _NONE,
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
     threads; the scheduler applies the decision."""
@@ -203,7 +219,9 @@ def _drift_check(
     # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
     # and hold none of kopf's workers; a group of one repository must run together to share reads.
     uid = str(body.meta.get("uid"))
-    request = views.request_for(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    request = views.request_for(
+        parsed, body.status, body.meta, trigger, runtime, tag_claims, view(), namespace_claims=namespace_claims
+    )
     with runtime.lock_for(uid):
         decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
     if not decision.transient:
@@ -226,6 +244,7 @@ async def start_drift_scheduler(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -240,7 +259,7 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgency=functools.partial(views.urgency, runtime, tag_claims, policies, namespace_labels),
+        urgency=functools.partial(views.urgency, runtime, tag_claims, policies, namespace_labels, namespace_claims),
         deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
@@ -249,6 +268,7 @@ async def start_drift_scheduler(
             settings=settings,
             tag_claims=tag_claims,
             view=lambda: views.Grants(runtime, policies, namespace_labels),
+            namespace_claims=namespace_claims,
         ),
         record=record,
         store=store,
@@ -332,7 +352,14 @@ def delete_tags(
         kopf.warn(body, reason="TagsRetained", message=message)
         return
     request = views.request_for(
-        parsed, status, meta, "delete", runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+        parsed,
+        status,
+        meta,
+        "delete",
+        runtime,
+        tag_claims,
+        views.Grants(runtime, policies, namespace_labels),
+        namespace_claims={},  # no cap stops a deletion
     )
     try:
         with runtime.lock_for(uid):

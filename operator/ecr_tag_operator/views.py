@@ -12,8 +12,9 @@ from .core import Request
 from .drift_schedule import Entry
 from .drift_scheduler import Urgent
 from .model import Permission
-from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, contested
+from .ownership import Caps, Claim, ClaimKey, Holding, Queues, Winners, claim_of, claimed_elsewhere, contested, crowded
 from .policy_reporter import PolicyEntry
+from .reasons import Reason
 from .runtime import Runtime
 from .spec import EcrImageTagSpec
 from .status import previous_tags
@@ -22,6 +23,12 @@ from .status import previous_tags
 TagClaims = Mapping[ClaimKey, Iterable[Claim]]
 Policies = Mapping[str, Iterable[PolicyEntry]]
 NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
+NamespaceClaims = Mapping[str, Iterable[Holding]]
+_NO_HOLDINGS: NamespaceClaims = {}
+
+
+def caps_of(runtime: Runtime) -> Caps:
+    return Caps(runtime.settings.max_claims_per_tag, runtime.settings.max_claims_per_namespace)
 
 
 class Grants:
@@ -80,9 +87,12 @@ def request_for(
     runtime: Runtime,
     tag_claims: TagClaims,
     view: Grants,
+    *,
+    namespace_claims: NamespaceClaims,
 ) -> Request:
-    """What the core needs to know about one resource: its permission now, the tags granted rivals
-    own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
+    """What the core needs to know about one resource: its permission now, whether a cap on claims
+    refuses it, the tags granted rivals own, and the tags it may not delete (a delete is a write:
+    asked of the grants now)."""
     namespace = str(meta.get("namespace"))
     mine = view.of(namespace)
     allowed = view.permission(spec, namespace)
@@ -92,28 +102,47 @@ def request_for(
     def granted(key: ClaimKey) -> list[Claim]:
         return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
 
-    owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
+    capped = None
+    if allowed.refused is None and trigger != "delete":
+        capped = crowded(spec, me, caps_of(runtime), granted, namespace_claims.get(namespace, ()), region, account)
+    owners = contested(spec, me, granted, region, account) if allowed.refused is None and capped is None else {}
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
     undeletable = {
         t: f"claimed by {who}" for t, who in claimed_elsewhere(spec, tags, me, granted, region, account).items()
     }
     undeletable |= {t: "namespace may not delete it" for t in tags if not authz.may_delete(spec, t, mine)}
-    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
+    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable, capped)
 
 
-def urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
+def urgency(
+    runtime: Runtime,
+    tag_claims: TagClaims,
+    policies: Policies,
+    labels: NamespaceLabels,
+    namespace_claims: NamespaceClaims = _NO_HOLDINGS,
+) -> Urgent:
     """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
     the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
     view = Grants.snapshot(runtime, policies, labels)
-    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
+    index = {k: tuple(v) for k, v in tag_claims.items()}
+    winners = Winners(index, view.grants_claim)
+    holdings = {k: tuple(v) for k, v in namespace_claims.items()}
+    queues = Queues(
+        caps_of(runtime),
+        lambda key: [c for c in index.get(key, ()) if view.grants_claim(key, c)],
+        lambda namespace: holdings.get(namespace, ()),
+    )
     region, account = runtime.settings.region, runtime.own_account
 
     def urgent(entry: Entry) -> bool:
-        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
-        changed (the winner was deleted, let the tag go, or lost its grant)."""
+        """A grant was given or lifted (a policy or a namespace's labels changed), a resource refused
+        by a cap now fits it, or a tag's owner changed (the winner was deleted, let the tag go, or lost
+        its grant)."""
         allowed = view.permission(entry.spec, entry.namespace).refused is None
         if allowed == (entry.ready_reason == "Forbidden"):
             return True
+        if entry.ready_reason == Reason.TOO_MANY_CLAIMS:  # older claims went: it fits the caps now
+            return queues.crowded(entry.spec, entry.claim, region, account) is None
         return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
 
     return urgent
