@@ -88,6 +88,8 @@ class Request:
     # Tags this resource may not delete now, with why: not granted to its namespace, or claimed by
     # another live resource. A status is never the only evidence for a destructive act.
     undeletable: Mapping[str, str] = field(default_factory=dict)
+    # Why a cap on claims (per tag, per namespace) refuses this resource, decided by the adapter.
+    crowded: str | None = None
     # Where a copy reports while it runs (the adapters patch status.copy); None: only at the end.
     progress: CopyProgress | None = None
 
@@ -203,7 +205,8 @@ def refuse(
     now: datetime,
     settings: Settings,
 ) -> Decision:
-    """The operator will not act (InvalidSpec, Forbidden): the whole status says so, nothing is read."""
+    """The operator will not act (InvalidSpec, Forbidden, TooManyClaims): the whole status says so,
+    nothing is read."""
     # An invalid spec names no tags the operator can trust: the ones the last status listed are shown.
     assessment = assess_refusal(reason, message, spec.tags if spec else previous_tags(status))
     body = _render(assessment, None, status, now, generation, settings, "clear")
@@ -295,6 +298,8 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     spec, status = req.spec, req.status
     if req.permission.refused is not None:
         return refuse(Reason.FORBIDDEN, req.permission.refused, spec, status, req.generation, now, settings)
+    if req.crowded is not None:
+        return refuse(Reason.TOO_MANY_CLAIMS, req.crowded, spec, status, req.generation, now, settings)
     region = spec.region or settings.region
     allowed = req.permission
     where = Registry.of(region, spec.registry_id, allowed.role_arn, allowed.namespace)

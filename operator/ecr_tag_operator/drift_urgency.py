@@ -117,6 +117,11 @@ class Urgency:
         urgent = self._urgent
         return lambda entry: entry.uid in urgent
 
+    def claims_of(self, key: ClaimKey) -> list[Claim]:
+        """The key's claims, granted or not, oldest first, as of the last update."""
+        found = self._keys.get(key[:3], {}).get(key[3])
+        return found.claims if found is not None else []
+
     # -- claims --------------------------------------------------------------------------------------
 
     def _prefix(self, entry: Entry) -> Prefix:

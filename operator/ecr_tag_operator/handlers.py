@@ -18,11 +18,11 @@ from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
 from .drift_scheduler import DriftScheduler, Tuning
-from .ownership import Claim, ClaimKey, claims
+from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .spec import SpecError, parse_spec
-from .views import NamespaceLabels, Policies, TagClaims
+from .views import NamespaceClaims, NamespaceLabels, Policies, TagClaims
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),
@@ -76,6 +76,13 @@ def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> d
     """Every resource's claims on (account, region, repository, tag), for deciding owners."""
     runtime = runtime_of(memo)
     return shared_claims(claims(meta, spec, runtime.settings.region, runtime.own_account))
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def namespace_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[str, Holding]:
+    """How many tags each resource claims, by namespace, for the cap on claims per namespace."""
+    runtime = runtime_of(memo)
+    return holding(meta, spec, runtime.settings.region, runtime.own_account)
 
 
 @kopf.index(GROUP, VERSION, POLICIES)
@@ -157,6 +164,7 @@ def reconcile_spec(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -176,7 +184,14 @@ def reconcile_spec(
         return
     try:
         request = views.request_for(
-            parsed, status, meta, trigger, runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+            parsed,
+            status,
+            meta,
+            trigger,
+            runtime,
+            tag_claims,
+            views.Grants(runtime, policies, namespace_labels),
+            namespace_claims=namespace_claims,
         )
         request = dataclasses.replace(request, progress=_progress(memo, meta, runtime))
         with runtime.lock_for(uid):
@@ -199,6 +214,7 @@ def _drift_check(
     tag_claims: TagClaims,
     view: Callable[[], views.Grants],
     progress: Callable[[Mapping[str, Any]], StatusProgress | None] = lambda _: None,
+    namespace_claims: NamespaceClaims = _NONE,
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
     threads; the scheduler applies the decision. A copy's progress patches change the object: ``raw``
@@ -216,7 +232,9 @@ def _drift_check(
     # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
     # and hold none of kopf's workers; a group of one repository must run together to share reads.
     uid = str(body.meta.get("uid"))
-    request = views.request_for(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    request = views.request_for(
+        parsed, body.status, body.meta, trigger, runtime, tag_claims, view(), namespace_claims=namespace_claims
+    )
     reporter = progress(body.meta)
     request = dataclasses.replace(request, progress=reporter)
     with runtime.lock_for(uid):
@@ -244,6 +262,7 @@ async def start_drift_scheduler(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -267,7 +286,7 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgency=views.Urgency(runtime, policies, namespace_labels).prepare,
+        urgency=views.Urgency(runtime, policies, namespace_labels, namespace_claims).prepare,
         deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
@@ -277,6 +296,7 @@ async def start_drift_scheduler(
             tag_claims=tag_claims,
             view=lambda: views.Grants(runtime, policies, namespace_labels),
             progress=functools.partial(_progress, memo, runtime=runtime),
+            namespace_claims=namespace_claims,
         ),
         record=record,
         store=store,
@@ -360,7 +380,14 @@ def delete_tags(
         kopf.warn(body, reason="TagsRetained", message=message)
         return
     request = views.request_for(
-        parsed, status, meta, "delete", runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+        parsed,
+        status,
+        meta,
+        "delete",
+        runtime,
+        tag_claims,
+        views.Grants(runtime, policies, namespace_labels),
+        namespace_claims={},  # no cap stops a deletion
     )
     try:
         with runtime.lock_for(uid):
