@@ -390,6 +390,8 @@ def finalize(
     def retained(why: str) -> Finalized:
         return Finalized((Event("Warning", "TagsRetained", trim(why, limit)),))
 
+    if spec.mode == "Observe":  # Observe never writes to ECR, whatever an earlier Enforce put
+        return retained("no tag deleted: mode Observe writes nothing to ECR")
     if permission.refused is not None:
         return retained(f"no tag deleted: {permission.refused}")
     where = Registry.of(spec.region or settings.region, spec.registry_id, permission.role_arn, permission.namespace)

@@ -269,7 +269,8 @@ def test_a_resource_past_the_tag_cap_is_urgent_once_an_older_claim_goes(ecr: Fak
     capped = body({**SPEC, "source": {"tag": "other"}}, {"conditions": [{"type": "Ready", "reason": "TooManyClaims"}]})
     first = entry_of(older.meta, older.spec, older.status, "us-east-1", "")
     mine = entry_of(capped.meta, capped.spec, capped.status, "us-east-1", "")
-    assert first is not None and mine is not None
+    assert first is not None
+    assert mine is not None
     test = views.Urgency(runtime, GRANTED["policies"], GRANTED["namespace_labels"])
     for _ in range(3):  # the older claim holds the one place: however many ticks pass
         assert not test.prepare()([first, mine])(mine)
@@ -286,6 +287,20 @@ def test_deletion_removes_the_tags_still_at_our_image(
     handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
     assert "prod" not in ecr.repo(REPO).tags
     assert ("Normal", "TagsDeleted", "deleted prod") in events
+
+
+def test_deletion_in_observe_mode_deletes_nothing(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    """Put by Enforce, then switched to Observe and deleted: Observe never writes to ECR."""
+    spec = {**SPEC, "deletionPolicy": "Delete"}
+    status = dict(call(memo, body(spec)).status)
+    assert "prod" in ecr.repo(REPO).tags
+    obj = body({**spec, "mode": "Observe"}, status)
+    handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
+    assert "prod" in ecr.repo(REPO).tags
+    assert ("Warning", "TagsRetained", "no tag deleted: mode Observe writes nothing to ECR") in events
+    assert not [e for e in events if e[1] == "TagsDeleted"]
 
 
 def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
