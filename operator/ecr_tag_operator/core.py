@@ -101,9 +101,14 @@ def skip_on_resume(status: Mapping[str, Any], generation: int | None) -> bool:
 
 
 def read_policy(trigger: str, spec: EcrImageTagSpec, settings: Settings) -> ReadPolicy:
-    """A drift check waits longer for company than a spec change, whose user is waiting."""
-    patience = settings.drift_read_patience if trigger in ("drift", "resume") else settings.change_read_patience
-    return ReadPolicy(patience=patience, layer_max_age=spec.drift_check_interval.total_seconds())
+    """A drift check waits longer for company than a spec change, whose user is waiting. It also takes
+    AVAILABLE layers from a cache twice as old: every check reads the images themselves with
+    BatchGetImage, and ECR drops a layer only once no image of the repository references it, which
+    that read sees first; a spec change, which may name new layers, keeps to one interval."""
+    interval = spec.drift_check_interval.total_seconds()
+    if trigger in ("drift", "resume"):
+        return ReadPolicy(patience=settings.drift_read_patience, layer_max_age=2 * interval)
+    return ReadPolicy(patience=settings.change_read_patience, layer_max_age=interval)
 
 
 def _render(

@@ -195,6 +195,7 @@ def test_drift_checks_wait_longer_for_company_than_spec_changes() -> None:
     assert core.read_policy("drift", spec, SETTINGS).patience == SETTINGS.drift_read_patience
     assert core.read_policy("update", spec, SETTINGS).patience == SETTINGS.change_read_patience
     assert core.read_policy("update", spec, SETTINGS).layer_max_age == 120
+    assert core.read_policy("drift", spec, SETTINGS).layer_max_age == 240
 
 
 # -- properties: whatever ECR holds and refuses, the status does not contradict itself ------------------
