@@ -134,10 +134,10 @@ class Urgency:
                 self._drop(last, moves, touched)
             arrived.append(entry)
         self._arrive(arrived, moves, touched)
-        for prefix, tags in moves.items():
-            found = self._keys[prefix]
-            for tag, moved in tags.items():
-                moved.apply(found[tag].claims)
+        for prefix, moved in moves.items():
+            keys_of = self._keys[prefix]
+            for tag, tag_moves in moved.items():
+                tag_moves.apply(keys_of[tag].claims)
                 touched.add((prefix, tag))
         shifted: set[str] = set()  # entries whose count of mismatched tags changed
         keys = [(p, t) for p, tags in self._keys.items() for t in tags] if fresh else touched
@@ -178,7 +178,9 @@ class Urgency:
     def _claims_moved(old: Entry, new: Entry) -> bool:
         return old.claims != new.claims or old.claim != new.claim or old.ask[0] != new.ask[0]
 
-    def _arrive(self, entries: list[Entry], moves: dict[Prefix, dict[str, _Moves]], touched: set[tuple[Prefix, str]]) -> None:
+    def _arrive(
+        self, entries: list[Entry], moves: dict[Prefix, dict[str, _Moves]], touched: set[tuple[Prefix, str]]
+    ) -> None:
         """Index new entries: their rows join each key's arrivals in order, one list per distinct
         (prefix, tags) (resources that want the same tags share one, however many they are)."""
         rows = []
@@ -257,9 +259,7 @@ class Urgency:
                 return first, row
         return first, None
 
-    def _relead(
-        self, view: GrantView, prefix: Prefix, tag: str, dirty: set[str] | None, shifted: set[str]
-    ) -> None:
+    def _relead(self, view: GrantView, prefix: Prefix, tag: str, dirty: set[str] | None, shifted: set[str]) -> None:
         """New leaders for a key; the count of mismatched tags moved for every entry they change
         (none to move when ``dirty`` is None: every entry is asked from scratch)."""
         found = self._keys.get(prefix, {}).get(tag)
