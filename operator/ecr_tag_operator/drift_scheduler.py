@@ -68,13 +68,13 @@ class Heap:
 
     kopf's indexes (with their reverse sets: one key per tag per resource) and the urgency's sorted
     claims are millions of references at 10,000 resources sharing 100 tags; a full collection walks
-    them all on whichever thread allocates, holding the GIL: 0.2 to 1 s with the event loop stopped
-    (benchmarks/tenancy.py). They live as long as their resources and hold no cycles (a deleted
-    resource's entries are freed by their reference counts), so once they are built the heap is
-    frozen (gc.freeze) after one collection: full collections walk only what came since. When
-    resources a quarter as many as were frozen have been indexed since, the heap is frozen again.
-    What is frozen and later becomes cyclic garbage is never collected: only what was alive at a
-    freeze, after the collection that precedes it."""
+    them all on whichever thread allocates, holding the GIL: 0.3 to 1 s with the event loop stopped
+    (benchmarks/tenancy.py). So once the indexes are built (the first tick after kopf handles
+    objects) the heap is collected once and frozen (gc.freeze): later full collections walk only
+    what came since. When a quarter more resources than were frozen have been indexed since, the
+    heap is unfrozen, collected and frozen again: about as often as Python would walk it anyway for
+    that many new objects, and never while the resources stay the same. What was frozen and has
+    become cyclic garbage meanwhile is freed at that collection."""
 
     def __init__(self, growth: float = 0.25) -> None:
         self._growth = growth
@@ -85,6 +85,7 @@ class Heap:
         frozen = self._frozen
         if frozen is not None and len(live - frozen) <= self._growth * max(len(frozen), 1):
             return
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         self._frozen = set(live)

@@ -275,7 +275,8 @@ class Cycle:
 
 def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_quarter() -> None:
     """After the first tick what lives is out of full collections (gc.freeze), after one collection
-    that frees what is already garbage; frozen again only when a quarter more resources are indexed."""
+    that frees what is already garbage; frozen again only when a quarter more resources are indexed,
+    after a collection that frees what was frozen and became garbage since."""
     entries = [entry(n, synced=1) for n in range(8)]
     heap = Heap()
     sched = DriftScheduler(
@@ -295,6 +296,9 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
     garbage.me = garbage  # a cycle only a collection frees
     cycle = weakref.ref(garbage)
     del garbage
+    kept = [Cycle()]  # alive when frozen, garbage later
+    kept[0].me = kept[0]
+    later = weakref.ref(kept[0])
     try:
         asyncio.run(sched.tick())
         assert heap.freezes == 1
@@ -308,8 +312,12 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
         entries.append(entry(9, synced=1))
         asyncio.run(sched.tick())
         assert heap.freezes == 1  # 2 new of 8 frozen: a quarter, not more
+        kept.clear()
+        gc.collect()
+        assert later() is not None  # frozen: out of reach of collections
         entries.append(entry(10, synced=1))
         asyncio.run(sched.tick())
         assert heap.freezes == 2
+        assert later() is None  # unfrozen and collected before the heap is frozen again
     finally:
         gc.unfreeze()
