@@ -8,8 +8,12 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    was quadratic: 46.5 s of CPU per tick at 1,000): the operator's DriftScheduler and its urgency
    test (who must be checked now: a grant given or lifted, an owner changed), ticked over the
    operator's own index functions' output after each of a series of changes (none, a status, a new
-   resource, the owner of every tag deleted, a grant lifted): CPU of each tick, the p99 and max lag of
-   a probe coroutine on the event loop while it runs, and how many resources it asked about again.
+   resource, the owner of every tag deleted, a grant lifted): CPU of each tick (and of its urgency
+   scan), the p99 and max lag of a probe coroutine on the event loop while it runs, how many
+   resources it asked about again and how many checks it picked (each of them dispatched, then found
+   deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
+   collector as Python leaves it, once with the heap frozen after the first tick as the operator runs
+   (drift_scheduler.Heap); each run ends with one full collection, timed.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
 4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for
@@ -40,7 +44,8 @@ import kopf
 
 from benchmarks import procstat
 from ecr_tag_operator import authz, handlers, views
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
+from ecr_tag_operator.drift_schedule import Entry
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Scan, Tuning, Urgent
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Registry
@@ -141,7 +146,11 @@ class Cluster:
 class Nowhere:
     """The object store of a tick whose picks are not run here: every object reads as deleted."""
 
+    def __init__(self) -> None:
+        self.gets = 0  # checks picked
+
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets += 1
         return None
 
     async def patch_status(self, *args: Any) -> bool:
@@ -155,6 +164,35 @@ def p99(values: list[float]) -> float:
     if len(values) < 2:
         return max(values or [0.0])
     return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+class Collections:
+    """The garbage collector's pauses (gc.callbacks), full collections apart: the cause of the loop's
+    lag spikes at 10,000 resources sharing 100 tags."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((int(info["generation"]), time.perf_counter() - self._start))
+
+    def __enter__(self) -> Collections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def take(self) -> tuple[int, float]:
+        """Full collections since the last take, and the longest pause of any collection."""
+        full = sum(1 for generation, _ in self.pauses if generation == 2)
+        longest = max((seconds for _, seconds in self.pauses), default=0.0)
+        self.pauses.clear()
+        return full, longest
 
 
 async def probed(work: Any) -> tuple[float, list[float]]:
@@ -178,24 +216,44 @@ async def probed(work: Any) -> tuple[float, list[float]]:
     return cpu, lags
 
 
-def tick_figures(n: int) -> dict[str, Any]:
+def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     """One drift scheduler as the operator runs it, over the cluster's indexes, ticked after each of
-    a series of changes; CPU of each tick and the event loop's lag while it runs."""
+    a series of changes; CPU of each tick, the event loop's lag while it runs and the collector's
+    pauses meanwhile. With ``heap`` (as the operator runs it) the heap is frozen after the first tick;
+    without, every full collection walks the indexes. Ends with one full collection, timed."""
+    gc.collect()
     cluster = Cluster(n)
     runtime = runtime_of(cluster.memo)
     urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
+    store = Nowhere()
+    scanned = [0.0]
+
+    def prepare() -> Scan:
+        """The operator's urgency, its scan's CPU (on the scheduler's thread) timed."""
+        scan = urgency.prepare()
+
+        def timed(entries: Sequence[Entry]) -> Urgent:
+            start = time.thread_time()
+            try:
+                return scan(entries)
+            finally:
+                scanned[0] = time.thread_time() - start
+
+        return timed
+
     scheduler = DriftScheduler(
         entries=lambda: (e for store in cluster.entries.items.values() for e in store.values()),
-        urgency=urgency.prepare,
+        urgency=prepare,
         keep_only=runtime.keep_only,
         check=lambda body, trigger: None,
         record=lambda uid, trigger, decision: None,
-        store=Nowhere(),
+        store=store,
         tuning=Tuning(
             tick=5, jitter=0.1, early=0.1, rescue_after=900, group_size=50, parallel_groups=2, retry_delay=20, hold=10
         ),
         clock=lambda: NOW,
         ready=lambda: True,
+        heap=heap,
     )
     newest = n
     lifted = PolicyEntry(
@@ -209,11 +267,19 @@ def tick_figures(n: int) -> dict[str, Any]:
         2,
         "2",
     )
+
+    def replace_tenth() -> None:
+        """A batch: as many resources deleted as created anew (another uid, the newest claims)."""
+        for i in range(1, 1 + n // 10):
+            cluster.delete(i)
+            cluster.put(newest + i, *resource(newest + i, TAGS, lost=True))
+
     steps: list[tuple[str, Any]] = [
         ("first tick (every entry new)", lambda: None),
         ("steady state (nothing changed)", lambda: None),
         ("one status changed", lambda: cluster.put(n // 2, *resource(n // 2, TAGS, lost=False))),
         ("one resource created", lambda: cluster.put(newest, *resource(newest, TAGS, lost=True))),
+        ("a tenth of the resources replaced", replace_tenth),
         ("the owner of every tag deleted", lambda: cluster.delete(0)),
         ("a namespace's grant lifted", lambda: cluster.policies.__setitem__("all", [lifted])),
         ("steady state again", lambda: None),
@@ -221,13 +287,22 @@ def tick_figures(n: int) -> dict[str, Any]:
     rows = []
 
     async def run() -> None:
-        for label, change in steps:
-            change()
-            cpu, lags = await probed(scheduler.tick)
-            rows.append((label, cpu, p99(lags), max(lags or [0.0]), urgency.kept.asked))
+        with Collections() as collections:
+            for label, change in steps:
+                collections.take()
+                change()  # the collector's figures count what the change allocates as well
+                store.gets = 0
+                cpu, lags = await probed(scheduler.tick)
+                lag = (p99(lags), max(lags or [0.0]))
+                rows.append((label, cpu, scanned[0], *lag, urgency.kept.asked, store.gets, *collections.take()))
 
     asyncio.run(run())
-    return {"n": n, "claims": sum(len(v) for v in cluster.claims.items.values()), "rows": rows}
+    start = time.perf_counter()
+    gc.collect()
+    full = time.perf_counter() - start
+    figures = {"n": n, "claims": sum(len(v) for v in cluster.claims.items.values()), "rows": rows, "full_gc": full}
+    gc.unfreeze()  # what follows measures without this run's heap frozen
+    return figures
 
 
 def index_figures(n: int = 10_000) -> dict[str, float]:
@@ -337,14 +412,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = ["| figure | value |", "|---|---|"]
     for n in (int(s) for s in args.sizes.split(",")):
-        say(f"drift ticks at N={n}")
-        t = tick_figures(n)
-        rows.append(f"| N={n}: claims in the index | {t['claims']:.0f} |")
-        for label, cpu, lag99, lagmax, asked in t["rows"]:
-            rows.append(
-                f"| N={n}: tick after {label}: CPU (ms) / loop lag p99, max (ms) / resources asked again "
-                f"| {1000 * cpu:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} |"
-            )
+        for heap in (None, Heap()):
+            how = "heap frozen" if heap else "plain gc"
+            say(f"drift ticks at N={n}, {how}")
+            t = tick_figures(n, heap)
+            rows.append(f"| N={n}: claims in the index | {t['claims']:.0f} |")
+            for label, cpu, scan, lag99, lagmax, asked, picked, full, pause in t["rows"]:
+                rows.append(
+                    f"| N={n}, {how}: tick after {label}: CPU, of it the urgency scan (ms) / loop lag p99, max "
+                    f"(ms) / resources asked again / checks picked / full collections, longest gc pause (ms) in the change and tick "
+                    f"| {1000 * cpu:.1f}, {1000 * scan:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} "
+                    f"/ {picked} / {full}, {1000 * pause:.1f} |"
+                )
+            rows.append(f"| N={n}, {how}: one full collection after the ticks (ms) | {1000 * t['full_gc']:.1f} |")
     say("index memory")
     for name, size in index_figures().items():
         rows.append(f"| 10,000 resources of two tags: {name} index, bytes per resource | {size:.0f} |")

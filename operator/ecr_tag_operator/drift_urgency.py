@@ -12,6 +12,11 @@ another resource with another source, if older) depends on two claims of the key
 granted claim (``first``) and the oldest granted claim whose source is not first's (``second``).
 When those change, only claims up to the oldest of them, old and new, can see another answer: every
 later claim had an older rival before and still has one.
+
+Each key keeps its claims sorted as :class:`Row` tuples (one per resource, shared by all its keys),
+so that sorting and bisecting compare in C. A few moves are bisected into place; many at once (the
+first tick, a big batch) are appended and sorted once: the arrivals are sorted once for all keys,
+so each key's sort only merges runs.
 """
 
 from __future__ import annotations
@@ -24,31 +29,70 @@ from typing import Protocol
 from .drift_schedule import Entry, claim_prefix
 from .ownership import Claim, ClaimKey
 
-Leaders = tuple[Claim | None, Claim | None]  # (first, second) of one key's granted claims
+# A claim in ownership's order (created, namespace, name, source), then its entry's uid.
+Row = tuple[str, str, str, tuple[str, str, str, str, str], str]
+Leaders = tuple[Row | None, Row | None]  # (first, second) of one key's granted claims
+Prefix = tuple[str, str, str]  # (effective account, region, repository): a claim key without its tag
 _NONE: Leaders = (None, None)
+_FEW = 8  # moves of one key bisected into place; more are appended and the key sorted once
 
 
 class GrantView(Protocol):
-    def grants_claim(self, key: ClaimKey, claim: Claim) -> bool: ...
+    def may_claim(self, key: ClaimKey, namespace: str) -> bool:
+        """Whether claims of ``namespace`` count for ``key`` (asked once per namespace and key)."""
+        ...
 
     def allows(self, entry: Entry) -> bool: ...
 
 
 @dataclass(slots=True)
 class _Key:
-    claims: list[Claim] = field(default_factory=list)  # all of the key's claims, granted or not, oldest first
+    claims: list[Row] = field(default_factory=list)  # all of the key's claims, granted or not, oldest first
     leaders: Leaders = _NONE
     observers: set[str] = field(default_factory=set)  # uids of Observe-mode entries naming the key
 
 
-Prefix = tuple[str, str, str]  # (effective account, region, repository): a claim key without its tag
+@dataclass(slots=True)
+class _Moves:
+    """One key's claims leaving and arriving in this update, applied together."""
+
+    gone: list[Row] = field(default_factory=list)
+    new: list[Row] = field(default_factory=list)
+    runs: int = 0  # sorted runs that make up ``new``
+
+    def arrive(self, rows: list[Row]) -> None:
+        self.new.extend(rows)
+        self.runs += 1
+
+    def apply(self, claims: list[Row]) -> None:
+        gone, new = self.gone, self.new
+        if len(gone) + len(new) <= max(_FEW, len(claims) >> 6):
+            for row in gone:
+                at = bisect.bisect_left(claims, row)
+                if at < len(claims) and claims[at] == row:
+                    del claims[at]
+            for row in new:
+                bisect.insort(claims, row)
+            return
+        if gone:
+            leaving = {row[4] for row in gone}
+            claims[:] = [row for row in claims if row[4] not in leaving]
+        ordered = self.runs <= 1 and (not claims or not new or claims[-1] < new[0])
+        claims.extend(new)
+        if not ordered:
+            claims.sort()  # a few sorted runs: merged
 
 
-def contested(me: Claim, leaders: Leaders) -> bool:
+def row_of(entry: Entry) -> Row:
+    claim = entry.claim
+    return (claim.created, claim.namespace, claim.name, claim.source, entry.uid)
+
+
+def contested(me: Row, leaders: Leaders) -> bool:
     """Whether an older granted claim of another resource with another source owns the key."""
     first, second = leaders
-    owner = first if first is not None and first.source != me.source else second
-    return owner is not None and owner < me and (owner.namespace, owner.name) != (me.namespace, me.name)
+    owner = first if first is not None and first[3] != me[3] else second
+    return owner is not None and owner < me and (owner[1] != me[1] or owner[2] != me[2])
 
 
 class Urgency:
@@ -58,8 +102,8 @@ class Urgency:
         self._region = default_region
         self._account = own_account
         self._entries: dict[str, Entry] = {}
+        self._rows: dict[str, Row] = {}  # the row of each entry, as its keys hold it
         self._keys: dict[Prefix, dict[str, _Key]] = {}
-        self._writer: dict[Claim, Entry] = {}  # the entry of each claim in _keys
         self._allowed: dict[str, bool] = {}
         self._mismatched: dict[str, int] = {}  # tags whose owner differs from what the status says
         self._urgent: set[str] = set()
@@ -73,9 +117,11 @@ class Urgency:
         self._view = view
         now = {e.uid: e for e in entries}
         dirty: set[str] = set()  # entries asked about from scratch
-        touched: set[tuple[Prefix, str]] = set()  # keys whose claims changed
+        moves: dict[Prefix, dict[str, _Moves]] = {}  # claims moved, per key
+        touched: set[tuple[Prefix, str]] = set()  # keys whose observers changed
         for gone in [e for uid, e in self._entries.items() if uid not in now]:
-            self._drop(gone, touched)
+            self._drop(gone, moves, touched)
+        arrived: list[Entry] = []
         for uid, entry in now.items():
             last = self._entries.get(uid)
             if last is entry:
@@ -83,16 +129,21 @@ class Urgency:
             dirty.add(uid)
             if last is not None and not self._claims_moved(last, entry):
                 self._entries[uid] = entry  # a status change: the same claims (equal, not identical)
-                if entry.claims:
-                    self._writer[entry.claim] = entry
                 continue
             if last is not None:
-                self._drop(last, touched)
-            self._add(entry, touched)
+                self._drop(last, moves, touched)
+            arrived.append(entry)
+        self._arrive(arrived, moves, touched)
+        for prefix, moved in moves.items():
+            keys_of = self._keys[prefix]
+            for tag, tag_moves in moved.items():
+                tag_moves.apply(keys_of[tag].claims)
+                touched.add((prefix, tag))
         shifted: set[str] = set()  # entries whose count of mismatched tags changed
         keys = [(p, t) for p, tags in self._keys.items() for t in tags] if fresh else touched
+        every = len(dirty) == len(self._entries)  # nothing to shift: every entry is asked from scratch
         for prefix, tag in keys:
-            self._relead(view, prefix, tag, dirty, shifted)
+            self._relead(view, prefix, tag, None if every else dirty, shifted)
         for prefix, tag in touched:
             tags = self._keys.get(prefix)
             found = tags.get(tag) if tags else None
@@ -101,11 +152,12 @@ class Urgency:
                 if not tags:
                     del self._keys[prefix]
         asked: Iterable[str] = self._entries.keys() if fresh else dirty
+        shapes: dict[tuple[Prefix, tuple[str, ...]], _Shape] = {}  # kept for this update only
         for uid in asked:
             entry = self._entries[uid]
             self._allowed[uid] = view.allows(entry)
             if uid in dirty:
-                self._mismatched[uid] = self._mismatches(entry)
+                self._mismatched[uid] = self._mismatches(entry, shapes)
         for uid in self._entries.keys() if fresh else dirty | shifted:
             entry = self._entries[uid]
             allowed = self._allowed[uid]
@@ -120,7 +172,7 @@ class Urgency:
     def claims_of(self, key: ClaimKey) -> list[Claim]:
         """The key's claims, granted or not, oldest first, as of the last update."""
         found = self._keys.get(key[:3], {}).get(key[3])
-        return found.claims if found is not None else []
+        return [Claim(*row[:4]) for row in found.claims] if found is not None else []
 
     # -- claims --------------------------------------------------------------------------------------
 
@@ -131,103 +183,152 @@ class Urgency:
     def _claims_moved(old: Entry, new: Entry) -> bool:
         return old.claims != new.claims or old.claim != new.claim or old.ask[0] != new.ask[0]
 
-    def _add(self, entry: Entry, touched: set[tuple[Prefix, str]]) -> None:
-        self._entries[entry.uid] = entry
-        if not entry.tags:
-            return
-        prefix = self._prefix(entry)
-        tags = self._keys.setdefault(prefix, {})
-        for tag in entry.tags:
-            found = tags.get(tag)
-            if found is None:
-                found = tags[tag] = _Key()
+    def _arrive(
+        self, entries: list[Entry], moves: dict[Prefix, dict[str, _Moves]], touched: set[tuple[Prefix, str]]
+    ) -> None:
+        """Index new entries: their rows join each key's arrivals in order, one list per distinct
+        (prefix, tags) (resources that want the same tags share one, however many they are)."""
+        rows = []
+        for entry in entries:
+            row = self._rows[entry.uid] = row_of(entry)
+            self._entries[entry.uid] = entry
+            if entry.tags:
+                rows.append(row)
+        rows.sort()
+        writers: dict[tuple[Prefix, tuple[str, ...]], list[Row]] = {}
+        for row in rows:
+            entry = self._entries[row[4]]
+            prefix = self._prefix(entry)
             if entry.claims:
-                bisect.insort(found.claims, entry.claim)
+                found = writers.get((prefix, entry.tags))
+                if found is None:
+                    found = writers[prefix, entry.tags] = []
+                found.append(row)
             else:
-                found.observers.add(entry.uid)
-            touched.add((prefix, tag))
-        if entry.claims:
-            self._writer[entry.claim] = entry
+                tags = self._keys.setdefault(prefix, {})
+                for tag in entry.tags:
+                    key = tags.get(tag)
+                    if key is None:
+                        key = tags[tag] = _Key()
+                    key.observers.add(entry.uid)
+                    touched.add((prefix, tag))
+        for (prefix, wanted), group in writers.items():
+            tags = self._keys.setdefault(prefix, {})
+            moved = moves.setdefault(prefix, {})
+            for tag in wanted:
+                if tag not in tags:
+                    tags[tag] = _Key()
+                found_moves = moved.get(tag)
+                if found_moves is None:
+                    found_moves = moved[tag] = _Moves()
+                found_moves.arrive(group)
 
-    def _drop(self, entry: Entry, touched: set[tuple[Prefix, str]]) -> None:
-        del self._entries[entry.uid]
-        self._allowed.pop(entry.uid, None)
-        self._mismatched.pop(entry.uid, None)
-        self._urgent.discard(entry.uid)
+    def _drop(self, entry: Entry, moves: dict[Prefix, dict[str, _Moves]], touched: set[tuple[Prefix, str]]) -> None:
+        uid = entry.uid
+        del self._entries[uid]
+        row = self._rows.pop(uid)
+        self._allowed.pop(uid, None)
+        self._mismatched.pop(uid, None)
+        self._urgent.discard(uid)
         if not entry.tags:
             return
         prefix = self._prefix(entry)
+        if entry.claims:
+            moved = moves.setdefault(prefix, {})
+            for tag in entry.tags:
+                found = moved.get(tag)
+                if found is None:
+                    found = moved[tag] = _Moves()
+                found.gone.append(row)
+            return
         tags = self._keys[prefix]
         for tag in entry.tags:
-            found = tags[tag]
-            if entry.claims:
-                claims = found.claims
-                at = bisect.bisect_left(claims, entry.claim)
-                if at < len(claims) and claims[at] == entry.claim:
-                    del claims[at]
-            else:
-                found.observers.discard(entry.uid)
+            tags[tag].observers.discard(uid)
             touched.add((prefix, tag))
-        if entry.claims and self._writer.get(entry.claim) is entry:
-            del self._writer[entry.claim]
 
     # -- owners --------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _leaders(key: ClaimKey, claims: list[Claim], view: GrantView) -> Leaders:
+    def _leaders(self, key: ClaimKey, claims: list[Row], view: GrantView) -> Leaders:
+        granted: dict[str, bool] = {}  # by namespace: a key has claims of a few namespaces, many of each
         first = None
-        for claim in claims:
-            if not view.grants_claim(key, claim):
+        for row in claims:
+            namespace = row[1]
+            allowed = granted.get(namespace)
+            if allowed is None:
+                allowed = granted[namespace] = view.may_claim(key, namespace)
+            if not allowed:
                 continue
             if first is None:
-                first = claim
-            elif claim.source != first.source:
-                return first, claim
+                first = row
+            elif row[3] != first[3]:
+                return first, row
         return first, None
 
-    def _relead(self, view: GrantView, prefix: Prefix, tag: str, dirty: set[str], shifted: set[str]) -> None:
-        """New leaders for a key; the count of mismatched tags moved for every entry they change."""
+    def _relead(self, view: GrantView, prefix: Prefix, tag: str, dirty: set[str] | None, shifted: set[str]) -> None:
+        """New leaders for a key; the count of mismatched tags moved for every entry they change
+        (none to move when ``dirty`` is None: every entry is asked from scratch)."""
         found = self._keys.get(prefix, {}).get(tag)
         if found is None:
             return
         before, after = found.leaders, self._leaders((*prefix, tag), found.claims, view)
         found.leaders = after
-        if before[0] is after[0] and before[1] is after[1]:
+        if (before[0] is after[0] and before[1] is after[1]) or dirty is None:
             return
         (f0, s0), (f1, s1) = before, after
         bounded = (None not in (f0, s0, f1, s1)) or (
-            s0 is None and s1 is None and f0 is not None and f1 is not None and f0.source == f1.source
+            s0 is None and s1 is None and f0 is not None and f1 is not None and f0[3] == f1[3]
         )
         limit = max(c for c in (f0, s0, f1, s1) if c is not None) if bounded else None
-        readers: list[Entry] = []
-        for claim in found.claims:
-            if limit is not None and limit < claim:
+        readers: list[str] = []
+        for row in found.claims:
+            if limit is not None and limit < row:
                 break
-            writer = self._writer.get(claim)
-            if writer is not None:
-                readers.append(writer)
-        readers.extend(self._entries[uid] for uid in found.observers)
-        for entry in readers:
-            if entry.uid in dirty:
+            readers.append(row[4])
+        readers.extend(found.observers)
+        for uid in readers:
+            if uid in dirty:
                 continue  # asked about from scratch below
-            was, now = contested(entry.claim, before), contested(entry.claim, after)
+            me = self._rows[uid]
+            was, now = contested(me, before), contested(me, after)
             if was != now:
-                said = tag in entry.conflicts
-                self._mismatched[entry.uid] += (now != said) - (was != said)
-                shifted.add(entry.uid)
+                said = tag in self._entries[uid].conflicts
+                self._mismatched[uid] += (now != said) - (was != said)
+                shifted.add(uid)
 
-    def _mismatches(self, entry: Entry) -> int:
+    def _mismatches(self, entry: Entry, shapes: dict[tuple[Prefix, tuple[str, ...]], _Shape]) -> int:
         """Tags whose owner (another resource's or none) is not what the entry's status says."""
+        prefix, wanted = self._prefix(entry), entry.tags
+        shape = shapes.get((prefix, wanted))
+        if shape is None:
+            shape = shapes[prefix, wanted] = self._shape(prefix, wanted)
         conflicts = entry.conflicts
-        count = len(conflicts - set(entry.tags)) if conflicts else 0
-        tags = self._keys.get(self._prefix(entry), {})
-        seen: dict[tuple[int, int], bool] = {}  # most keys of one resource share their leaders
-        for tag in entry.tags:
-            found = tags.get(tag)
+        me = self._rows[entry.uid]
+        if not conflicts:
+            return sum(len(tags) for leaders, tags in shape.groups if contested(me, leaders))
+        count = len(conflicts - shape.tags)
+        for leaders, tags in shape.groups:
+            said = len(conflicts & tags)
+            count += len(tags) - said if contested(me, leaders) else said
+        return count
+
+    def _shape(self, prefix: Prefix, wanted: tuple[str, ...]) -> _Shape:
+        """The tags of ``wanted`` grouped by their keys' leaders (most keys of one resource share them)."""
+        keys = self._keys.get(prefix, {})
+        groups: dict[tuple[int, int], tuple[Leaders, set[str]]] = {}
+        for tag in wanted:
+            found = keys.get(tag)
             leaders = found.leaders if found else _NONE
             pair = (id(leaders[0]), id(leaders[1]))
-            answer = seen.get(pair)
-            if answer is None:
-                answer = seen[pair] = contested(entry.claim, leaders)
-            count += answer != (tag in conflicts)
-        return count
+            group = groups.get(pair)
+            if group is None:
+                group = groups[pair] = (leaders, set())
+            group[1].add(tag)
+        return _Shape(frozenset(wanted), [(leaders, frozenset(tags)) for leaders, tags in groups.values()])
+
+
+@dataclass(slots=True)
+class _Shape:
+    """One update's answer for every entry of a prefix and tags: which tags share which leaders."""
+
+    tags: frozenset[str]
+    groups: list[tuple[Leaders, frozenset[str]]]

@@ -17,7 +17,7 @@ from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
-from .drift_scheduler import DriftScheduler, Tuning
+from .drift_scheduler import DriftScheduler, Heap, Tuning
 from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
@@ -312,6 +312,8 @@ async def start_drift_scheduler(
         ),
         clock=runtime.clock,
         ready=runtime.handling.is_set,
+        # Full garbage collections over the built indexes would stop the event loop for up to a second.
+        heap=Heap(),
     )
     policy_store = KubeObjects(
         lambda: runtime.credentials,

@@ -63,10 +63,14 @@ class Grants:
 
     def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
         """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
-        asked = (claim.namespace, key)
+        return self.may_claim(key, claim.namespace)
+
+    def may_claim(self, key: ClaimKey, namespace: str) -> bool:
+        """Whether claims of ``namespace`` count for ``key`` (drift_urgency.GrantView)."""
+        asked = (namespace, key)
         found = self._writes.get(asked)
         if found is None:
-            found = self._writes[asked] = self.of(claim.namespace).may_write(key[0], key[1], key[2], key[3])
+            found = self._writes[asked] = self.of(namespace).may_write(key[0], key[1], key[2], key[3])
         return found
 
     def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:

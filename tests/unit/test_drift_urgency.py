@@ -58,8 +58,9 @@ class Resource:
         return made
 
     def settle(self, owners: dict[str, str], allowed: bool) -> None:
-        """The status a reconcile would write: the owners it saw, or Forbidden."""
+        """The status a reconcile would write: the owners it saw, or Forbidden (and none)."""
         reason = "InSync" if allowed else "Forbidden"
+        owners = owners if allowed else {}
         self.status = {
             **self.status,
             "conditions": [{"type": "Ready", "reason": "TagConflict" if owners else reason}],
@@ -172,16 +173,39 @@ def test_an_observer_sees_the_owner_go() -> None:
     assert tick(resources) == {"u1"} == reference(resources, grants)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int) -> None:
+def test_a_start_with_many_and_a_grant_that_moves_every_owner() -> None:
+    """Many claims at once (a start, a batch) are sorted in bulk, not bisected in one by one; lifting
+    the owner's namespace's grant moves the owner of every tag for every other resource."""
+    grants = policy()
+    sources = ["x"] + ["z" if n > 120 and n % 10 == 9 else "y" for n in range(1, 150)]  # r0 alone wants x
+    resources = [Resource(n, ["prod", "stable", f"rel-{n % 7}"], sources[n], f"team-{n % 3}") for n in range(150)]
+    settle_all(resources, grants)
+    tick = Tick(grants)
+    assert tick(resources) == set() == reference(resources, grants)
+    tick.policies["all"] = policy(namespaces=["team-1", "team-2"])["all"]  # r0's team-0 loses its grant
+    moved = tick(resources)
+    assert moved == reference(resources, tick.policies)
+    assert len(moved) > 120  # team-0's refused; of the rest, who wants y owns or shares most tags now
+    settle_all(resources, tick.policies)
+    assert tick(resources) == set()
+    batch = [Resource(n, ["prod", "canary"], f"b{n % 4}", f"team-{n % 3}") for n in range(150, 230)]
+    resources = resources[60:] + batch  # 60 gone (the oldest among them), 80 new: bulk both ways
+    assert tick(resources) == reference(resources, tick.policies)
+    tick.policies["all"] = policy()["all"]
+    assert tick(resources) == reference(resources, tick.policies)
+
+
+@pytest.mark.parametrize(("seed", "batch"), [(seed, 3) for seed in range(12)] + [(seed, 40) for seed in range(6)])
+def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int, batch: int) -> None:
+    """Up to ``batch`` changes between ticks: a few are moved one by one, many in bulk."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible sequence of changes, not a secret
     tags = ["a", "b", "c", "d"]
     grants = policy()
     resources: list[Resource] = []
     tick = Tick(grants)
     made = 0
-    for _ in range(60):
-        for _ in range(rng.randint(1, 3)):
+    for _ in range(60 if batch < 10 else 25):
+        for _ in range(rng.randint(1, batch)):
             roll = rng.random()
             if roll < 0.3 or not resources:
                 n = rng.randint(0, 200) if rng.random() < 0.5 else 300 + made
