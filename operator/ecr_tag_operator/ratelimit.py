@@ -102,9 +102,15 @@ class FairBucket:
 class RateLimits:
     """One bucket per (account, region, operation); operations without a rate are not limited."""
 
-    def __init__(self, rates: Mapping[str, float], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rates: Mapping[str, float],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._rates = dict(rates)
         self._clock = clock
+        self._sleep = sleep
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self._fair: dict[tuple[str, str, str], FairBucket] = {}
         self._lock = threading.Lock()
@@ -117,7 +123,7 @@ class RateLimits:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(rate, max(1.0, rate), self._clock)
+                bucket = self._buckets[key] = TokenBucket(rate, max(1.0, rate), self._clock, self._sleep)
         return bucket.acquire()
 
     def acquire_fair(self, account: str | None, region: str, operation: str, tenant: str) -> float:

@@ -188,7 +188,7 @@ class FakeEcr:
         return Upload(upload_id, self.part_size)
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
         self._enter("UploadLayerPart")
         up = self.uploads[upload_id]

@@ -96,10 +96,12 @@ def test_plan_puts_an_index_s_missing_children_verbatim_and_caps_blob_size() -> 
 
 
 def test_part_sizes_stay_within_ecr_limits() -> None:
-    assert part_size(10 * MIB, 100 * MIB) == 10 * MIB  # ECR's partSize answer
+    assert part_size(10 * MIB, 100 * MIB) == MIN_PART_BYTES  # the minimum by default: 4x a part in memory
+    assert part_size(10 * MIB, 100 * MIB, wanted=16 * MIB) == 10 * MIB  # never over ECR's partSize answer
+    assert part_size(0, None, wanted=8 * MIB) == 8 * MIB
     assert part_size(0, None) == MIN_PART_BYTES
     assert part_size(1024, None) == MIN_PART_BYTES  # never under the 5 MiB minimum
-    assert part_size(64 * MIB, None) == MAX_PART_BYTES  # never over LayerPartBlob's 20 MiB
+    assert part_size(64 * MIB, None, wanted=64 * MIB) == MAX_PART_BYTES  # never over LayerPartBlob's 20 MiB
     huge = MAX_PARTS * 5 * MIB + 1
     grown = part_size(5 * MIB, huge)
     assert -(-huge // grown) <= MAX_PARTS
