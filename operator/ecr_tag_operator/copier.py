@@ -322,7 +322,9 @@ def copy_image(
             put.append(child.digest)
             children_present[child.digest] = True
         report = replace(report, children_put=tuple(put))
-    return replace(obs, layers=layers, children_present=children_present, copy=report)
+    # A blob copied is no longer missing: its BatchCheckLayerAvailability failure goes with it.
+    layer_failures = tuple(f for f in obs.layer_failures if layers.get(f.layer_digest or "") is None)
+    return replace(obs, layers=layers, layer_failures=layer_failures, children_present=children_present, copy=report)
 
 
 def _report(the_plan: CopyPlan) -> CopyReport:

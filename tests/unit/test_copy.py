@@ -126,6 +126,7 @@ def test_cross_repository_promotion_copies_missing_blobs_in_valid_parts_then_tag
     assert "BlobsCopied" in [e.reason for e in decision.events]
     assert decision.tally.copied_blobs == 2
     assert decision.tally.copied_bytes == 12 * MIB + 24
+    assert status["failures"] == []  # the blobs BatchCheckLayerAvailability missed were copied
     copy = status["copy"]
     assert copy["blobs"] == {"total": 2, "copied": 2, "skipped": 0}
     assert copy["bytes"]["copied"] == 12 * MIB + 24
