@@ -183,7 +183,7 @@ class FakeEcr:
     def initiate_upload(self, where: Registry, repository: str) -> Upload:
         self._enter("InitiateLayerUpload")
         self._existing(repository, "InitiateLayerUpload")
-        upload_id = f"00000000-0000-0000-0000-{len(self.uploads):012d}"
+        upload_id = f"00000000-0000-0000-0000-{self.calls.count('InitiateLayerUpload'):012d}"  # never reused
         self.uploads[upload_id] = FakeUpload(repository)
         return Upload(upload_id, self.part_size)
 
