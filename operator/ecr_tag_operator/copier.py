@@ -8,10 +8,10 @@ are uploaded and compared with the blob's digest before CompleteLayerUpload (a m
 upload: ECR never completes a wrong digest). Memory is bounded by parts, not blobs: botocore's JSON
 protocol base64-encodes ``layerPartBlob`` into a str, dumps it into a JSON str and encodes that to bytes,
 so a part costs about four times its size while it is sent (measured with tracemalloc: 40 MiB for a
-10 MiB part); parts are therefore ECR's minimum size by default (``copy_part_bytes``). A download cut mid-stream resumes from the last part
-uploaded (a Range request); an expired URL (403) is asked for again; both within ``copy_attempts``. A
-failed part or a restarted operator starts the blob's upload anew: uploads never completed are dropped
-by ECR. What to copy is decided in :mod:`.copy_plan` (pure).
+10 MiB part); parts are therefore ECR's minimum size by default (``copy_part_bytes``). A download cut
+mid-stream resumes from the last part uploaded (a Range request); an expired URL (403) is asked for
+again; both within ``copy_attempts``. A failed part or a restarted operator starts the blob's upload
+anew: uploads never completed are dropped by ECR. What to copy is decided in :mod:`.copy_plan` (pure).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.model import Registry
@@ -59,10 +60,11 @@ def answering(ecr: Boto3Ecr, where: Registry, throttle_first: set[str] | None = 
     answered: list[str] = []
     throttled = set(throttle_first or ())
 
-    def respond(event_name: str, request: Any = None, **_: Any) -> AWSResponse:
+    def respond(event_name: str, request: Any = None, **_: Any) -> Any:  # an AWSResponse: botocore sends nothing
         operation = event_name.rsplit(".", 1)[-1]
         answered.append(operation)
-        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.1"
         if operation in throttled:
             throttled.discard(operation)
             body = {"__type": "ThrottlingException", "message": "Rate exceeded"}
@@ -138,7 +140,7 @@ def test_calls_beyond_the_burst_wait_at_the_configured_rate(operation: str) -> N
         "CompleteLayerUpload": "complete_upload_rate",
         "ListImageReferrers": "list_referrers_rate",
     }[operation]
-    settings = Settings(max_attempts=1, **{field: 10.0})
+    settings = Settings(max_attempts=1).model_copy(update={field: 10.0})
     ecr = Boto3Ecr(settings, limits=RateLimits(settings.rates, clock=lambda: now[0], sleep=sleep))
     own = Registry("us-east-1", None)
     answering(ecr, own)
