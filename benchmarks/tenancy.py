@@ -4,12 +4,16 @@
 
 Prints a markdown table (progress on stderr). A benchmark, not a test: it asserts nothing.
 
-1. The drift tick's urgency scan (who must be checked now: a grant given or lifted, an owner
-   changed) over N resources that all claim the same 100 tags of one repository (the case that was
-   quadratic: 46.5 s of CPU per tick at 1,000): CPU seconds of one scan, and the p99 lag of a probe
-   coroutine on the event loop while the scan runs as the scheduler runs it (on a thread).
+1. The drift tick over N resources that all claim the same 100 tags of one repository (the case that
+   was quadratic: 46.5 s of CPU per tick at 1,000): the operator's DriftScheduler and its urgency
+   test (who must be checked now: a grant given or lifted, an owner changed), ticked over the
+   operator's own index functions' output after each of a series of changes (none, a status, a new
+   resource, the owner of every tag deleted, a grant lifted): CPU of each tick, the p99 and max lag of
+   a probe coroutine on the event loop while it runs, and how many resources it asked about again.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
+4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for
+   10,000 resources of two tags, what README quotes.
 3. Fairness: one namespace's single write while another namespace has a backlog of writes queued
    on one quota, with the operator's fair bucket and with a first-come bucket, at a scaled-down
    quota so the run takes seconds (the ratio is what carries over to ECR's 10/s).
@@ -19,25 +23,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import statistics
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import kopf
+
 from benchmarks import procstat
 from ecr_tag_operator import authz, handlers, views
-from ecr_tag_operator.drift_schedule import pick
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Registry
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.ratelimit import FairBucket, TokenBucket
-from ecr_tag_operator.runtime import Runtime
+from ecr_tag_operator.runtime import Runtime, runtime_of
 from ecr_tag_operator.settings import Settings
 from ecr_tag_operator.spec import parse_spec
 
@@ -54,43 +63,103 @@ def rss_mib() -> float:
     return (procstat.status_kib(os.getpid(), "VmRSS") or 0) / 1024
 
 
-def indexes(
-    n: int, runtime: Runtime
-) -> tuple[dict[Any, list[Any]], dict[Any, list[Any]], dict[str, Any], dict[str, Any]]:
-    """kopf's indexes as the handlers build them, for N resources claiming the same 100 tags."""
-    claims: dict[Any, list[Any]] = {}
-    entries: dict[Any, list[Any]] = {}
-    # As the statuses stand after the first reconciles: all but the oldest resource lost every tag.
-    lost = [{"tag": t, "inSync": False, "reason": "TagConflict", "owner": "another namespace"} for t in TAGS]
-    for i in range(n):
-        status = {
-            "observedGeneration": 1,
-            "lastSyncTime": "2026-06-01T00:00:00Z",
-            "conditions": [{"type": "Ready", "reason": "TagConflict" if i else "InSync"}],
-            "tags": lost if i else [],
-        }
-        ns = f"team-{i % NAMESPACES}"
-        meta = {
-            "name": f"r{i}",
-            "namespace": ns,
-            "uid": f"u{i}",
-            "generation": 1,
-            "creationTimestamp": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
-        }
-        spec = {"repositoryName": "shared/web", "source": {"tag": f"b{i}"}, "tags": TAGS}
-        for key, claim in handlers.claims(meta, spec, "us-east-1", runtime.own_account).items():
-            claims.setdefault(key, []).append(claim)
-        entry = handlers.entry_of(meta, spec, status, "us-east-1", runtime.own_account)
-        assert entry is not None
-        entries.setdefault(entry.group, []).append(entry)
-    policy = parse_policy("all", {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]})
-    policies = {"all": [PolicyEntry(policy, 1, "1")]}
-    labels = {f"team-{k}": [{}] for k in range(NAMESPACES)}
-    return claims, entries, policies, labels
+def resource(i: int, tags: list[str], lost: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One resource's meta, spec and status, as a watch event carries them (fresh strings each)."""
+    status = {
+        "observedGeneration": 1,
+        "lastSyncTime": "2026-06-01T00:00:00Z",
+        "conditions": [{"type": "Ready", "reason": "TagConflict" if lost else "InSync"}],
+        "tags": [{"tag": t, "inSync": False, "reason": "TagConflict", "owner": "another namespace"} for t in tags]
+        if lost
+        else [{"tag": t, "inSync": True} for t in tags],
+    }
+    meta = {
+        "name": f"r{i}",
+        "namespace": f"team-{i % NAMESPACES}",
+        "uid": f"6f1c2a0e-0000-4000-8000-{i:012d}",
+        "generation": 1,
+        "creationTimestamp": f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+    }
+    spec = {"repositoryName": "shared/web", "source": {"tag": f"b{i}"}, "tags": tags}
+    return json.loads(json.dumps(meta)), json.loads(json.dumps(spec)), json.loads(json.dumps(status))
 
 
-async def lag_while(work: Any) -> list[float]:
-    """Run ``work`` on a thread (as the scheduler runs its scan) and probe the event loop every 10 ms."""
+class Index:
+    """kopf's in-memory index, as it keeps what an index function returns: per key, the value of each
+    object (by kopf's (namespace, name, uid) key); an equal value keeps the old object."""
+
+    def __init__(self) -> None:
+        self.items: dict[Any, dict[Any, Any]] = {}
+        self.reverse: dict[Any, set[Any]] = {}
+
+    def replace(self, acckey: Any, found: dict[Any, Any]) -> None:
+        for key, value in found.items():
+            store = self.items.setdefault(key, {})
+            if store.get(acckey) != value:
+                store[acckey] = value
+        for key in self.reverse.get(acckey, set()) - set(found):
+            del self.items[key][acckey]
+            if not self.items[key]:
+                del self.items[key]
+        if found:
+            self.reverse.setdefault(acckey, set()).update(found)
+        else:
+            self.reverse.pop(acckey, None)
+
+    def discard(self, acckey: Any) -> None:
+        self.replace(acckey, {})
+
+    def mapping(self) -> dict[Any, Any]:
+        return {key: list(store.values()) for key, store in self.items.items()}
+
+
+class Cluster:
+    """N resources claiming the same 100 tags of one repository, indexed by the operator's own index
+    functions: as the statuses stand after the first reconciles, all but the oldest lost every tag."""
+
+    def __init__(self, n: int) -> None:
+        self.memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333"))  # type: ignore[arg-type]
+        self.claims, self.entries = Index(), Index()
+        for i in range(n):
+            self.put(i, *resource(i, TAGS, lost=i > 0))
+        policy = parse_policy("all", {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]})
+        self.policies: dict[str, list[PolicyEntry]] = {"all": [PolicyEntry(policy, 1, "1")]}
+        self.labels: dict[str, list[dict[str, str]]] = {f"team-{k}": [{}] for k in range(NAMESPACES)}
+
+    def put(self, i: int, meta: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> None:
+        acckey = (meta["namespace"], meta["name"], meta["uid"])
+        self.claims.replace(acckey, handlers.tag_claims(meta=meta, spec=spec, memo=self.memo))
+        self.entries.replace(acckey, handlers.drift_entries(meta=meta, spec=spec, status=status, memo=self.memo))
+
+    def delete(self, i: int) -> None:
+        meta, _, _ = resource(i, TAGS, lost=False)
+        acckey = (meta["namespace"], meta["name"], meta["uid"])
+        self.claims.discard(acckey)
+        self.entries.discard(acckey)
+
+
+class Nowhere:
+    """The object store of a tick whose picks are not run here: every object reads as deleted."""
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    async def patch_status(self, *args: Any) -> bool:
+        raise AssertionError("nothing is written")
+
+    async def post_event(self, *args: Any) -> None:
+        raise AssertionError("nothing is posted")
+
+
+def p99(values: list[float]) -> float:
+    if len(values) < 2:
+        return max(values or [0.0])
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+async def probed(work: Any) -> tuple[float, list[float]]:
+    """CPU seconds of ``work`` (a coroutine function), and the lags of a probe of the event loop every
+    10 ms meanwhile."""
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -101,48 +170,93 @@ async def lag_while(work: Any) -> list[float]:
             lags.append(time.perf_counter() - start - 0.01)
 
     prober = asyncio.create_task(probe())
-    await asyncio.to_thread(work)
+    cpu = time.process_time()
+    await work()
+    cpu = time.process_time() - cpu
     done.set()
     await prober
-    return lags
+    return cpu, lags
 
 
-def tick_figures(n: int) -> dict[str, float]:
-    runtime = Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333")  # type: ignore[arg-type]
-    claims, entries, policies, labels = indexes(n, runtime)
-    flat = [e for group in entries.values() for e in group]
-    cpu0 = time.process_time()
-    urgent = views.urgency(runtime, claims, policies, labels)
-    cpu_copy = time.process_time() - cpu0
-    result: list[Any] = []
+def tick_figures(n: int) -> dict[str, Any]:
+    """One drift scheduler as the operator runs it, over the cluster's indexes, ticked after each of
+    a series of changes; CPU of each tick and the event loop's lag while it runs."""
+    cluster = Cluster(n)
+    runtime = runtime_of(cluster.memo)
+    urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
+    scheduler = DriftScheduler(
+        entries=lambda: (e for store in cluster.entries.items.values() for e in store.values()),
+        urgency=urgency.prepare,
+        keep_only=runtime.keep_only,
+        check=lambda body, trigger: None,
+        record=lambda uid, trigger, decision: None,
+        store=Nowhere(),
+        tuning=Tuning(
+            tick=5, jitter=0.1, early=0.1, rescue_after=900, group_size=50, parallel_groups=2, retry_delay=20, hold=10
+        ),
+        clock=lambda: NOW,
+        ready=lambda: True,
+    )
+    newest = n
+    lifted = PolicyEntry(
+        parse_policy(
+            "all",
+            {
+                "namespaces": [f"team-{k}" for k in range(1, NAMESPACES)],
+                "registries": [{"write": [{"repositories": ["**"]}]}],
+            },
+        ),
+        2,
+        "2",
+    )
+    steps: list[tuple[str, Any]] = [
+        ("first tick (every entry new)", lambda: None),
+        ("steady state (nothing changed)", lambda: None),
+        ("one status changed", lambda: cluster.put(n // 2, *resource(n // 2, TAGS, lost=False))),
+        ("one resource created", lambda: cluster.put(newest, *resource(newest, TAGS, lost=True))),
+        ("the owner of every tag deleted", lambda: cluster.delete(0)),
+        ("a namespace's grant lifted", lambda: cluster.policies.__setitem__("all", [lifted])),
+        ("steady state again", lambda: None),
+    ]
+    rows = []
 
-    def scan() -> None:
-        result.append(
-            pick(
-                flat,
-                NOW,
-                jitter=0.1,
-                early=0.1,
-                rescue_after=900,
-                urgent=urgent,
-                waiting=lambda _: False,
-                max_members=50,
-            )
-        )
+    async def run() -> None:
+        for label, change in steps:
+            change()
+            cpu, lags = await probed(scheduler.tick)
+            rows.append((label, cpu, p99(lags), max(lags or [0.0]), urgency.kept.asked))
 
-    cpu1 = time.process_time()
-    lags = asyncio.run(lag_while(scan))
-    cpu_scan = time.process_time() - cpu1
-    return {
-        "n": n,
-        "claims": sum(len(v) for v in claims.values()),
-        "copy_cpu_s": cpu_copy,
-        "scan_cpu_s": cpu_scan,
-        "lag_p99_ms": 1000
-        * (statistics.quantiles(lags, n=100, method="inclusive")[98] if len(lags) >= 2 else max(lags or [0.0])),
-        "lag_max_ms": 1000 * max(lags or [0.0]),
-        "picked": sum(len(g) for g in result[0]),
-    }
+    asyncio.run(run())
+    return {"n": n, "claims": sum(len(v) for v in cluster.claims.items.values()), "rows": rows}
+
+
+def index_figures(n: int = 10_000) -> dict[str, float]:
+    """Bytes kopf's two EcrImageTag indexes keep per resource (tracemalloc, after the bodies are gone)
+    for N resources with two tags each, the README's case: what the index functions return, and
+    kopf's slots for it (as :class:`Index` mimics them)."""
+    memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333"))  # type: ignore[arg-type]
+    figures = {}
+    for name, index_of in (
+        (
+            "drift entry",
+            lambda meta, spec, status: handlers.drift_entries(meta=meta, spec=spec, status=status, memo=memo),
+        ),
+        ("tag claims", lambda meta, spec, status: handlers.tag_claims(meta=meta, spec=spec, memo=memo)),
+    ):
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        index = Index()
+        for i in range(n):
+            meta, spec, status = resource(i, ["prod", f"rel-{i}"], lost=False)
+            spec["source"] = {"tag": f"build-{i}"}
+            index.replace((meta["namespace"], meta["name"], meta["uid"]), index_of(meta, spec, status))
+            del meta, spec, status
+        gc.collect()
+        figures[name] = (tracemalloc.get_traced_memory()[0] - before) / n
+        tracemalloc.stop()
+        del index
+    return figures
 
 
 def region_figures() -> dict[str, float]:
@@ -223,15 +337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = ["| figure | value |", "|---|---|"]
     for n in (int(s) for s in args.sizes.split(",")):
-        say(f"urgency scan at N={n}")
+        say(f"drift ticks at N={n}")
         t = tick_figures(n)
-        rows += [
-            f"| N={n}: claims in the index | {t['claims']:.0f} |",
-            f"| N={n}: copying the indexes on the loop, CPU (ms) | {1000 * t['copy_cpu_s']:.1f} |",
-            f"| N={n}: urgency scan on a thread, CPU (ms) | {1000 * t['scan_cpu_s']:.1f} |",
-            f"| N={n}: event-loop lag p99 / max during the scan (ms) | {t['lag_p99_ms']:.1f} / {t['lag_max_ms']:.1f} |",
-            f"| N={n}: checks picked (due or urgent) | {t['picked']:.0f} |",
-        ]
+        rows.append(f"| N={n}: claims in the index | {t['claims']:.0f} |")
+        for label, cpu, lag99, lagmax, asked in t["rows"]:
+            rows.append(
+                f"| N={n}: tick after {label}: CPU (ms) / loop lag p99, max (ms) / resources asked again "
+                f"| {1000 * cpu:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} |"
+            )
+    say("index memory")
+    for name, size in index_figures().items():
+        rows.append(f"| 10,000 resources of two tags: {name} index, bytes per resource | {size:.0f} |")
     say("memory by region")
     r = region_figures()
     rows += [

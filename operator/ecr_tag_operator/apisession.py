@@ -8,6 +8,9 @@ a TLS connection per in-flight request and keeps them pooled (about 128 KiB of T
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import logging
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from .core import Event
 
 COMPONENT = "ecr-tag-operator"
+log = logging.getLogger(__name__)
 
 
 def _client(
@@ -110,6 +114,12 @@ class KubeObjects:
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str) -> bool:
         """True when written; False when the object changed or went since it was read."""
+        return await self.patch_status_version(namespace, name, status, resource_version) is not None
+
+    async def patch_status_version(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> str | None:
+        """The object's resourceVersion after the patch; None when it changed or went since it was read."""
         session, server = await self._connected()
         patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
         async with session.patch(
@@ -118,9 +128,10 @@ class KubeObjects:
             headers={"Content-Type": "application/merge-patch+json"},
         ) as response:
             if response.status in (404, 409):
-                return False
+                return None
             response.raise_for_status()
-            return True
+            body = await response.json()
+            return str((body.get("metadata") or {}).get("resourceVersion") or "") or None
 
     async def post_event(self, involved: Mapping[str, Any], event: Event) -> None:
         """A core v1 Event about an object (its metadata), as kopf posts its own: the scheduler runs
@@ -156,3 +167,67 @@ class KubeObjects:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class StatusProgress:
+    """ports.CopyProgress for one object, called on the thread its reconcile runs on (one of kopf's sync
+    handler threads or the drift scheduler's): each status patch is sent on the event loop through
+    ``store`` and waited for, so patches go out one at a time and none is left in flight when the
+    reconcile writes its own status.
+
+    Every patch carries a resourceVersion precondition, chained from the one the reconcile read: a
+    change by anyone else meanwhile (409) stops the progress patches of this reconcile, never
+    overwriting a newer status. ``resource_version`` and ``written`` tell the drift scheduler what its
+    final patch must follow.
+    """
+
+    def __init__(
+        self,
+        store: KubeObjects,
+        loop: asyncio.AbstractEventLoop,
+        meta: Mapping[str, Any],
+        timeout: float,
+        moved: Callable[[int, int], None],
+    ) -> None:
+        self._store = store
+        self._loop = loop
+        self._namespace = str(meta.get("namespace"))
+        self._name = str(meta.get("name"))
+        self.resource_version = str(meta.get("resourceVersion"))
+        self._timeout = timeout
+        self._moved = moved
+        self._stopped = False
+        self.written: dict[str, Any] = {}  # the status keys this reconcile's progress patches set
+
+    def status(self, patch: Mapping[str, Any]) -> bool:
+        if self._stopped or self._on_loop():
+            return False
+        future = asyncio.run_coroutine_threadsafe(
+            self._store.patch_status_version(self._namespace, self._name, patch, self.resource_version), self._loop
+        )
+        try:
+            version = future.result(self._timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            log.info("copy progress of %s/%s not written in %.0f s", self._namespace, self._name, self._timeout)
+            return False
+        except Exception as exc:  # progress is worth a log line, never a failed copy
+            log.info("copy progress of %s/%s not written: %s", self._namespace, self._name, exc)
+            return False
+        if version is None:
+            self._stopped = True  # changed by someone else: the reconcile's own write decides what shows
+            log.info("copy progress of %s/%s stopped: the object changed meanwhile", self._namespace, self._name)
+            return False
+        self.resource_version = version
+        self.written.update(patch)
+        return True
+
+    def moved(self, blobs: int, size: int) -> None:
+        self._moved(blobs, size)
+
+    def _on_loop(self) -> bool:
+        """Waiting for the loop from its own thread would never end."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False

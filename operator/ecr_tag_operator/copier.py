@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .copy_plan import BlobToCopy, CopyPlan, cosign_tags, part_size, plan_copy
+from .copy_progress import Counted, Tally
 from .manifests import ManifestError, digest_of, parse_manifest
 from .model import (
     CopyReport,
@@ -219,10 +220,17 @@ def _download_url(ecr: EcrApi, route: Route, blob: BlobToCopy) -> str:
 
 
 def _copy_blobs(
-    ecr: EcrApi, route: Route, blobs: Sequence[BlobToCopy], settings: Settings, log: Log, clock: Callable[[], float]
+    ecr: EcrApi,
+    route: Route,
+    blobs: Sequence[BlobToCopy],
+    settings: Settings,
+    log: Log,
+    clock: Callable[[], float],
+    tally: Tally | None = None,
 ) -> tuple[list[BlobCopied], _Abandoned | None, str | None, bool]:
     """Copy blobs, a few at once; no new blob starts after the time budget. Returns the blobs copied, the
-    first failure, the blob it was for, and whether every blob was tried."""
+    first failure, the blob it was for, and whether every blob was tried. ``tally`` counts the parts as
+    they land, for progress reports."""
     started = clock()
     done: list[BlobCopied] = []
     first: list[tuple[_Abandoned, str]] = []
@@ -238,12 +246,17 @@ def _copy_blobs(
                 deferred.append(blob.digest)
                 return
             begun[0] += 1
+        port: EcrApi = Counted(ecr, tally, blob.digest) if tally else ecr
         try:
-            copied = copy_blob(ecr, route, blob, settings, log)
+            copied = copy_blob(port, route, blob, settings, log)
         except _Abandoned as exc:
+            if tally:
+                tally.abandoned(blob.digest)
             with lock:
                 first.append((exc, blob.digest))
             return
+        if tally:
+            tally.completed(copied.digest, copied.size, copied.parts)
         with lock:
             done.append(copied)
 
@@ -265,9 +278,11 @@ def copy_image(
     settings: Settings,
     log: Log,
     clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[CopyReport], None] | None = None,
 ) -> Observation:
     """Copy the blobs and the index children the target lacks; the observation, updated with what the
-    target now holds and a CopyReport. Unchanged (copy None) when this spec copies nothing."""
+    target now holds and a CopyReport. Unchanged (copy None) when this spec copies nothing. ``progress``
+    is given the report so far while blobs are copied, at most every ``copy_progress_interval`` seconds."""
     the_plan = plan_copy(spec, obs, settings.copy_max_blob_bytes)
     if the_plan is None:
         return obs
@@ -290,7 +305,8 @@ def copy_image(
     children_present = dict(obs.children_present)
     if the_plan.blobs:
         with _slots(settings.copy_parallel_resources):
-            copied, failure, in_flight, all_tried = _copy_blobs(ecr, route, the_plan.blobs, settings, log, clock)
+            tally = Tally(report, progress, settings.copy_progress_interval, clock) if progress else None
+            copied, failure, in_flight, all_tried = _copy_blobs(ecr, route, the_plan.blobs, settings, log, clock, tally)
         for blob in copied:
             layers[blob.digest] = LayerInfo(blob.digest, "AVAILABLE", blob.size)
         report = replace(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .copier import Route, copy_image, copy_referrers
 from .model import (
     Assessment,
+    Condition,
     CopyReport,
     EcrCallError,
     Failure,
@@ -35,12 +36,12 @@ from .model import (
     TagState,
 )
 from .observe import observe
-from .planner import assess, assess_call_failure, assess_refusal, plan, plan_deletion
-from .ports import EcrApi
+from .planner import assess, assess_call_failure, assess_refusal, layers_condition, plan, plan_deletion
+from .ports import CopyProgress, EcrApi
 from .reasons import Reason, is_transient
 from .settings import Settings
 from .spec import EcrImageTagSpec, SpecError, parse_spec
-from .status import previous_digest, previous_tags, ready_reason, render, trim
+from .status import copy_progress, previous_digest, previous_tags, ready_reason, render, trim
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -87,6 +88,10 @@ class Request:
     # Tags this resource may not delete now, with why: not granted to its namespace, or claimed by
     # another live resource. A status is never the only evidence for a destructive act.
     undeletable: Mapping[str, str] = field(default_factory=dict)
+    # Why a cap on claims (per tag, per namespace) refuses this resource, decided by the adapter.
+    crowded: str | None = None
+    # Where a copy reports while it runs (the adapters patch status.copy); None: only at the end.
+    progress: CopyProgress | None = None
 
 
 def skip_on_resume(status: Mapping[str, Any], generation: int | None) -> bool:
@@ -124,6 +129,65 @@ def _render(
     )
 
 
+class _Progress:
+    """A copy's reports while it runs, made into partial status patches (``status.copy``, and Ready and
+    LayersAvailable False with reason Copying) and metric increments for the request's progress port.
+    Keeps the conditions it wrote, so that lastTransitionTime stays as written, and what the metrics
+    were given, so that the reconcile's tally adds only the rest."""
+
+    def __init__(
+        self,
+        port: CopyProgress,
+        spec: EcrImageTagSpec,
+        obs: Observation,
+        status: Mapping[str, Any],
+        generation: int | None,
+        now: datetime,
+        settings: Settings,
+    ) -> None:
+        self._port = port
+        self._spec = spec
+        self._obs = obs
+        self._generation = generation
+        self._now = now
+        self._settings = settings
+        self.conditions: list[Mapping[str, Any]] | None = None  # as last written; None: nothing written
+        self._previous: Sequence[Mapping[str, Any]] = status.get("conditions") or []
+        self.blobs = self.bytes = 0  # given to the metrics so far
+
+    def __call__(self, report: CopyReport) -> None:
+        layers = layers_condition(self._spec, replace(self._obs, copy=report))
+        ready = Condition("Ready", layers.status, layers.reason, layers.message)
+        s = self._settings
+        patch = copy_progress(
+            report,
+            (ready, layers),
+            self.conditions if self.conditions is not None else self._previous,
+            self._now,
+            self._generation,
+            message_limit=s.max_message_length,
+            max_referrers=s.max_listed_referrers,
+        )
+        if self._port.status(patch):
+            self.conditions = patch["conditions"]
+        blobs, size = max(0, report.blobs_copied - self.blobs), max(0, report.bytes_copied - self.bytes)
+        if blobs or size:
+            self._port.moved(blobs, size)
+            self.blobs, self.bytes = self.blobs + blobs, self.bytes + size
+
+    def written(self, status: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The status as this copy left it: the final render keeps the transition times it wrote."""
+        return status if self.conditions is None else {**status, "conditions": self.conditions}
+
+    def rest(self, tally: Tally) -> Tally:
+        """The tally less what the metrics were given while the copy ran."""
+        return replace(
+            tally,
+            copied_blobs=max(0, tally.copied_blobs - self.blobs),
+            copied_bytes=max(0, tally.copied_bytes - self.bytes),
+        )
+
+
 def _warning_on_entry(assessment: Assessment, status: Mapping[str, Any], limit: int) -> tuple[Event, ...]:
     """A Warning when the resource enters a permanent failure: once, not on every drift check."""
     ready = assessment.ready
@@ -141,7 +205,8 @@ def refuse(
     now: datetime,
     settings: Settings,
 ) -> Decision:
-    """The operator will not act (InvalidSpec, Forbidden): the whole status says so, nothing is read."""
+    """The operator will not act (InvalidSpec, Forbidden, TooManyClaims): the whole status says so,
+    nothing is read."""
     # An invalid spec names no tags the operator can trust: the ones the last status listed are shown.
     assessment = assess_refusal(reason, message, spec.tags if spec else previous_tags(status))
     body = _render(assessment, None, status, now, generation, settings, "clear")
@@ -233,6 +298,8 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     spec, status = req.spec, req.status
     if req.permission.refused is not None:
         return refuse(Reason.FORBIDDEN, req.permission.refused, spec, status, req.generation, now, settings)
+    if req.crowded is not None:
+        return refuse(Reason.TOO_MANY_CLAIMS, req.crowded, spec, status, req.generation, now, settings)
     region = spec.region or settings.region
     allowed = req.permission
     where = Registry.of(region, spec.registry_id, allowed.role_arn, allowed.namespace)
@@ -246,9 +313,12 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     obs: Observation | None = None
     outcomes = Outcomes()
     transient: Failure | None
+    progress: _Progress | None = None
     try:
         obs = observe(ecr, spec, where, source_at, released, read_policy(req.trigger, spec, settings))
-        obs = copy_image(ecr, spec, route, obs, settings, log)
+        if req.progress is not None:
+            progress = _Progress(req.progress, spec, obs, status, req.generation, now, settings)
+        obs = copy_image(ecr, spec, route, obs, settings, log, progress=progress)
         the_plan = plan(spec, obs, prev_tags, ours_before, req.contested, req.undeletable)
         outcomes = _execute(ecr, spec, where, obs, the_plan, log)
         if the_plan.blocked is None and outcomes.interrupted is None:
@@ -263,12 +333,15 @@ def reconcile(req: Request, ecr: EcrApi, settings: Settings, now: datetime, log:
     # A transient reason (an interrupted write, a throttled read, an upstream that is down) is retried
     # soon; lastSyncTime stays as it was, so the drift scheduler does not count this as a sync.
     retry = transient is not None or (ready.status != "True" and is_transient(ready.reason))
-    body = _render(assessment, obs, status, now, req.generation, settings, "keep" if retry else "now")
+    shown = progress.written(status) if progress else status
+    body = _render(assessment, obs, shown, now, req.generation, settings, "keep" if retry else "now")
     events, tally = _events_and_tally(spec, assessment, outcomes, ours_before)
     copied = obs.copy if obs is not None else None
     if copied is not None and copied.blobs_copied:
         events.append(_blobs_copied(spec, route, copied))
         tally = replace(tally, copied_blobs=copied.blobs_copied, copied_bytes=copied.bytes_copied)
+    if progress is not None:
+        tally = progress.rest(tally)
     events += _warning_on_entry(assessment, status, settings.max_message_length)
     result = "transient" if retry else ready.status.lower()
     # A copy that stopped at its time budget, with nothing wrong, goes on at once.
@@ -317,6 +390,8 @@ def finalize(
     def retained(why: str) -> Finalized:
         return Finalized((Event("Warning", "TagsRetained", trim(why, limit)),))
 
+    if spec.mode == "Observe":  # Observe never writes to ECR, whatever an earlier Enforce put
+        return retained("no tag deleted: mode Observe writes nothing to ECR")
     if permission.refused is not None:
         return retained(f"no tag deleted: {permission.refused}")
     where = Registry.of(spec.region or settings.region, spec.registry_id, permission.role_arn, permission.namespace)

@@ -9,14 +9,17 @@ together, so that their reads share one BatchGetImage.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from .authz import Ask, asks
+from .grants import Source, Target
 from .model import MAX_IDS_PER_CALL
-from .ownership import Claim, claim_of
+from .ownership import Claim, ClaimKey, claim_of
 from .spec import EcrImageTagSpec, SpecError, parse_spec
 from .status import owned_elsewhere, ready_reason
 
@@ -25,25 +28,47 @@ Group = tuple[str, str, str]  # (effective account, region, repository): reads t
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What the scheduler needs to know of one resource, without its body."""
+    """What the scheduler needs to know of one resource, without its body or its parsed spec: kopf's
+    index keeps one for every resource (about 0.9 KB, see benchmarks/tenancy.py), so only the fields a
+    tick reads, with repeated strings shared."""
 
     namespace: str
     name: str
     uid: str
-    created: datetime | None
     generation: int | None
     observed_generation: int | None
     last_sync: datetime | None
     ready_reason: str | None
     conflicts: frozenset[str]  # tags the last status named another owner for
-    spec: EcrImageTagSpec
-    claim: Claim
+    interval: timedelta  # spec.driftCheckInterval
+    ask: Ask  # what the spec asks of the grants: target (with its tags), source, access
+    claim: Claim  # as the tag claims index has it (an Observe-mode resource claims nothing)
     group: Group
-    reads: frozenset[str] = field(default_factory=frozenset)  # tags one check reads from the group
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.ask[0].tags
+
+    @property
+    def claims(self) -> bool:
+        """Whether the tags claims index holds this resource's claims: it writes (is not Observe)."""
+        return self.ask[2] == "write"
+
+    @property
+    def created(self) -> datetime | None:
+        return _time(self.claim.created)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Tags one check reads from the group: its own, and the source's when it is in the same repository."""
+        target, source, _ = self.ask
+        same = (source.account, source.region, source.repository) == (target.account, target.region, target.repository)
+        source_tag = self.claim.source[3]
+        return frozenset((*target.tags, source_tag) if same and source_tag else target.tags)
 
 
 def _time(value: Any) -> datetime | None:
@@ -55,37 +80,81 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+_shared = sys.intern
+
+
+def _shared_or_none(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
 def entry_of(
     meta: Mapping[str, Any], raw_spec: Mapping[str, Any], status: Mapping[str, Any], region: str, own_account: str
 ) -> Entry | None:
     """The resource's entry, or None when there is nothing to check: an invalid spec (reported by the
-    spec handler) or a resource being deleted."""
+    spec handler) or a resource being deleted. Strings that many resources repeat (namespace,
+    repository, tags, reasons) are interned: one copy each, not one per resource."""
     if meta.get("deletionTimestamp"):
         return None
     try:
         spec = parse_spec(raw_spec)
     except SpecError:
         return None
-    target_region = spec.region or region
-    reads = set(spec.tags)
-    if spec.source.tag and spec.same_repository:
-        reads.add(spec.source.tag)
+    target, source, access = asks(spec)
+    tags = tuple(_shared(t) for t in target.tags)
+    ask: Ask = (
+        Target(_shared_or_none(target.account), _shared_or_none(target.region), _shared(target.repository), tags),
+        Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
+        access,
+    )
+    claim = shared_claim(claim_of(meta, spec, region, own_account))
+    account, target_region = spec.registry_id or own_account, spec.region or region
+    reason, conflicts = ready_reason(status), owned_elsewhere(status)
     return Entry(
-        namespace=str(meta.get("namespace")),
-        name=str(meta.get("name")),
+        namespace=claim.namespace,
+        name=claim.name,
         uid=str(meta.get("uid")),
-        created=_time(meta.get("creationTimestamp")),
         generation=meta.get("generation"),
         observed_generation=status.get("observedGeneration"),
         last_sync=_time(status.get("lastSyncTime")),
-        ready_reason=ready_reason(status),
+        ready_reason=_shared_or_none(reason),
         # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
-        conflicts=owned_elsewhere(status),
-        spec=spec,
-        claim=claim_of(meta, spec, region, own_account),
-        group=(spec.registry_id or own_account, target_region, spec.repository_name),
-        reads=frozenset(reads),
+        conflicts=frozenset(_shared(t) for t in conflicts) if conflicts else _NO_TAGS,
+        interval=_INTERVALS.get(spec.drift_check_interval, spec.drift_check_interval),
+        ask=ask,
+        claim=claim,
+        group=(_shared(account), _shared(target_region), ask[0].repository),
     )
+
+
+_NO_TAGS: frozenset[str] = frozenset()  # one for every entry without conflicts (each would be 216 bytes)
+_DEFAULT_INTERVAL = EcrImageTagSpec.model_fields["drift_check_interval"].default
+_INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedelta, not one per resource
+
+
+def shared_claim(claim: Claim) -> Claim:
+    """The claim with its repeated strings interned (kopf's indexes keep one per resource)."""
+    account, region, repository, tag, digest = claim.source
+    # The source's tag, the digest and the creation time are mostly one resource's own: not interned.
+    return Claim(
+        claim.created,
+        _shared(claim.namespace),
+        claim.name,
+        (_shared(account), _shared(region), _shared(repository), tag, digest),
+    )
+
+
+def shared_claims(found: dict[ClaimKey, Claim]) -> dict[ClaimKey, Claim]:
+    """A resource's claims for kopf's index, strings interned, one claim object for all its keys."""
+    if not found:
+        return found
+    claim = shared_claim(next(iter(found.values())))
+    return {(_shared(a), _shared(r), _shared(repo), _shared(tag)): claim for a, r, repo, tag in found}
+
+
+def claim_prefix(entry: Entry, default_region: str, own_account: str) -> tuple[str, str, str]:
+    """The (effective account, region, repository) of the entry's claim keys (ownership.claim_keys)."""
+    target = entry.ask[0]
+    return (target.account or own_account, target.region or default_region, target.repository)
 
 
 def due_time(entry: Entry, jitter: float, checked: datetime | None = None) -> datetime | None:
@@ -96,7 +165,7 @@ def due_time(entry: Entry, jitter: float, checked: datetime | None = None) -> da
         return None  # the spec handler has not finished its first reconcile (or is retrying)
     last = max(entry.last_sync, checked) if checked is not None else entry.last_sync
     spread = (zlib.crc32(entry.uid.encode()) % 1000) / 1000 * jitter
-    return last + entry.spec.drift_check_interval * (1 + spread)
+    return last + entry.interval * (1 + spread)
 
 
 def lost_creation(entry: Entry, now: datetime, after: float) -> bool:
@@ -164,7 +233,7 @@ def pick(
         due = due_time(entry, jitter, (checked or {}).get(entry.uid))
         if (due is not None and due <= now) or urgent(entry):
             runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
-        elif due is not None and due - entry.spec.drift_check_interval * early <= now:
+        elif due is not None and due - entry.interval * early <= now:
             soon.setdefault(entry.group, []).append((due, entry))
     out: list[list[Pick]] = []
     for group, picked in runs.items():

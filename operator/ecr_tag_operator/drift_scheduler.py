@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +46,7 @@ class ObjectStore(Protocol):
 
 Check = Callable[[dict[str, Any], str], Decision | None]
 Urgent = Callable[[Entry], bool]
+Scan = Callable[[Sequence[Entry]], Urgent]  # the tick's entries -> the test for urgent checks
 Record = Callable[[str, str, Decision], None]  # (uid, trigger, decision): the metrics
 
 
@@ -66,7 +67,7 @@ class DriftScheduler:
         self,
         *,
         entries: Callable[[], Iterable[Entry]],
-        urgency: Callable[[], Urgent],
+        urgency: Callable[[], Scan],
         deferred: Callable[[str], bool] = lambda _: False,
         keep_only: Callable[[set[str]], None],
         check: Check,
@@ -77,7 +78,9 @@ class DriftScheduler:
         ready: Callable[[], bool],
     ) -> None:
         self._entries = entries
-        self._urgency = urgency  # called on the event loop each tick: copies the indexes it needs
+        # Called on the event loop each tick (it copies what it needs of the grant indexes); the scan it
+        # returns runs on a thread, where it keeps its answer up to date with the entries.
+        self._urgency = urgency
         self._deferred = deferred  # by uid: spec changes handed over for want of a namespace slot
         self._keep_only = keep_only  # drops per-resource state of the resources no longer indexed
         self._check = check
@@ -114,21 +117,25 @@ class DriftScheduler:
         self._keep_only(live)
         self._checked = {uid: at for uid, at in self._checked.items() if uid in live}
         held, checked = set(self._held), dict(self._checked)
+        scan = self._urgency()
+
+        def work() -> list[list[Pick]]:
+            return pick(
+                entries,
+                now,
+                jitter=t.jitter,
+                early=t.early,
+                rescue_after=t.rescue_after,
+                urgent=scan(entries),
+                waiting=lambda e: e.uid in held,
+                deferred=lambda e: self._deferred(e.uid),
+                max_members=t.group_size,
+                checked=checked,
+            )
+
         # The scan is CPU work over every resource: on a thread, so the event loop (kopf's watches,
-        # the liveness probe) is not held up by it; the indexes were copied on the loop just before.
-        groups = await asyncio.to_thread(
-            pick,
-            entries,
-            now,
-            jitter=t.jitter,
-            early=t.early,
-            rescue_after=t.rescue_after,
-            urgent=self._urgency(),
-            waiting=lambda e: e.uid in held,
-            deferred=lambda e: self._deferred(e.uid),
-            max_members=t.group_size,
-            checked=checked,
-        )
+        # the liveness probe) is not held up by it.
+        groups = await asyncio.to_thread(work)
         slots = asyncio.Semaphore(t.parallel_groups)
 
         async def one_group(group: list[Pick]) -> int:

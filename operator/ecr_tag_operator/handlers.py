@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -13,15 +14,15 @@ from typing import Any
 import kopf
 
 from . import apisession, core, grants, metrics, views
-from .apisession import KubeObjects
+from .apisession import KubeObjects, StatusProgress
 from .core import Decision
-from .drift_schedule import Entry, Group, entry_of
+from .drift_schedule import Entry, Group, entry_of, shared_claims
 from .drift_scheduler import DriftScheduler, Tuning
-from .ownership import Claim, ClaimKey, claims
+from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .spec import SpecError, parse_spec
-from .views import NamespaceLabels, Policies, TagClaims
+from .views import NamespaceClaims, NamespaceLabels, Policies, TagClaims
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),
@@ -74,7 +75,14 @@ async def login(
 def tag_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[ClaimKey, Claim]:
     """Every resource's claims on (account, region, repository, tag), for deciding owners."""
     runtime = runtime_of(memo)
-    return claims(meta, spec, runtime.settings.region, runtime.own_account)
+    return shared_claims(claims(meta, spec, runtime.settings.region, runtime.own_account))
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def namespace_claims(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict[str, Holding]:
+    """How many tags each resource claims, by namespace, for the cap on claims per namespace."""
+    runtime = runtime_of(memo)
+    return holding(meta, spec, runtime.settings.region, runtime.own_account)
 
 
 @kopf.index(GROUP, VERSION, POLICIES)
@@ -132,6 +140,15 @@ def _apply(decision: Decision, patch: kopf.Patch, body: kopf.Body, trigger: str)
         raise kopf.TemporaryError(f"retrying: {decision.result}", delay=decision.requeue_after)
 
 
+def _progress(memo: Any, meta: Mapping[str, Any], runtime: Runtime) -> StatusProgress | None:
+    """Where a reconcile's copy reports while it runs: status patches on kopf's event loop through the
+    session made at start-up, and the copy metrics. None before start-up (handlers called directly)."""
+    store, loop = memo.get("progress_store"), memo.get("loop")
+    if not isinstance(store, KubeObjects) or not isinstance(loop, asyncio.AbstractEventLoop):
+        return None
+    return StatusProgress(store, loop, meta, runtime.settings.api_request_timeout, metrics.record_copy)
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -147,6 +164,7 @@ def reconcile_spec(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
@@ -166,8 +184,16 @@ def reconcile_spec(
         return
     try:
         request = views.request_for(
-            parsed, status, meta, trigger, runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+            parsed,
+            status,
+            meta,
+            trigger,
+            runtime,
+            tag_claims,
+            views.Grants(runtime, policies, namespace_labels),
+            namespace_claims=namespace_claims,
         )
+        request = dataclasses.replace(request, progress=_progress(memo, meta, runtime))
         with runtime.lock_for(uid):
             decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
     finally:
@@ -187,9 +213,12 @@ def _drift_check(
     settings: kopf.OperatorSettings,
     tag_claims: TagClaims,
     view: Callable[[], views.Grants],
+    progress: Callable[[Mapping[str, Any]], StatusProgress | None] = lambda _: None,
+    namespace_claims: NamespaceClaims = _NONE,
 ) -> Decision | None:
     """One drift check (or rescue of a lost creation) of a freshly read object, on the scheduler's
-    threads; the scheduler applies the decision."""
+    threads; the scheduler applies the decision. A copy's progress patches change the object: ``raw``
+    is brought up to them, so that the scheduler's own patch follows them instead of being refused."""
     body = kopf.Body(raw)  # type: ignore[arg-type]
     try:
         parsed = parse_spec(body.spec)
@@ -203,9 +232,16 @@ def _drift_check(
     # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
     # and hold none of kopf's workers; a group of one repository must run together to share reads.
     uid = str(body.meta.get("uid"))
-    request = views.request_for(parsed, body.status, body.meta, trigger, runtime, tag_claims, view())
+    request = views.request_for(
+        parsed, body.status, body.meta, trigger, runtime, tag_claims, view(), namespace_claims=namespace_claims
+    )
+    reporter = progress(body.meta)
+    request = dataclasses.replace(request, progress=reporter)
     with runtime.lock_for(uid):
         decision = core.reconcile(request, runtime.ecr, runtime.settings, runtime.clock(), logger)
+    if reporter is not None and reporter.written:
+        raw.setdefault("metadata", {})["resourceVersion"] = reporter.resource_version
+        raw["status"] = {**(raw.get("status") or {}), **reporter.written}
     if not decision.transient:
         # A taken-over change that failed transiently has no lastSyncTime yet, so no drift check
         # would ever be due: it stays with the scheduler until it is done.
@@ -226,10 +262,20 @@ async def start_drift_scheduler(
     tag_claims: TagClaims = _NONE,
     policies: Policies = _NONE,
     namespace_labels: NamespaceLabels = _NONE,
+    namespace_claims: NamespaceClaims = _NONE,
     **_: Any,
 ) -> None:
     runtime = runtime_of(memo)
     ours = runtime.settings
+    # Copy progress is patched from reconciles' threads, through a session of its own on this loop.
+    memo["loop"] = asyncio.get_running_loop()
+    memo["progress_store"] = KubeObjects(
+        lambda: runtime.credentials,
+        f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+        limit=4,
+        connect_timeout=ours.api_connect_timeout,
+        request_timeout=ours.api_request_timeout,
+    )
 
     store = KubeObjects(
         lambda: runtime.credentials,
@@ -240,7 +286,7 @@ async def start_drift_scheduler(
     )
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
-        urgency=functools.partial(views.urgency, runtime, tag_claims, policies, namespace_labels),
+        urgency=views.Urgency(runtime, policies, namespace_labels, namespace_claims).prepare,
         deferred=runtime.deferred,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
@@ -249,6 +295,8 @@ async def start_drift_scheduler(
             settings=settings,
             tag_claims=tag_claims,
             view=lambda: views.Grants(runtime, policies, namespace_labels),
+            progress=functools.partial(_progress, memo, runtime=runtime),
+            namespace_claims=namespace_claims,
         ),
         record=record,
         store=store,
@@ -297,7 +345,7 @@ async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    for name in ("drift_store", "policy_store"):
+    for name in ("drift_store", "policy_store", "progress_store"):
         store = memo.get(name)
         if isinstance(store, KubeObjects):
             await store.close()
@@ -332,7 +380,14 @@ def delete_tags(
         kopf.warn(body, reason="TagsRetained", message=message)
         return
     request = views.request_for(
-        parsed, status, meta, "delete", runtime, tag_claims, views.Grants(runtime, policies, namespace_labels)
+        parsed,
+        status,
+        meta,
+        "delete",
+        runtime,
+        tag_claims,
+        views.Grants(runtime, policies, namespace_labels),
+        namespace_claims={},  # no cap stops a deletion
     )
     try:
         with runtime.lock_for(uid):

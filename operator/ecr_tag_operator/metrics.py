@@ -65,9 +65,15 @@ def record_tally(tally: Tally) -> None:
         TAG_WRITES.labels(operation, outcome).inc()
     if tally.drift_corrections:
         DRIFT_CORRECTIONS.inc(tally.drift_corrections)
-    if tally.copied_blobs:
-        COPIED_BLOBS.inc(tally.copied_blobs)
-        COPIED_BYTES.inc(tally.copied_bytes)
+    record_copy(tally.copied_blobs, tally.copied_bytes)
+
+
+def record_copy(blobs: int, size: int) -> None:
+    """Blobs and bytes copied: at the end of a reconcile, and while a long copy runs."""
+    if blobs:
+        COPIED_BLOBS.inc(blobs)
+    if size:
+        COPIED_BYTES.inc(size)
 
 
 _tag_states: dict[str, dict[str, int]] = {}

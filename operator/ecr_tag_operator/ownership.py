@@ -12,8 +12,10 @@ Pure functions; kopf's in-memory index holds the claims.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from .spec import EcrImageTagSpec, SpecError, parse_spec
@@ -22,7 +24,7 @@ ClaimKey = tuple[str, str, str, str]  # (effective account, region, repository, 
 ANOTHER_NAMESPACE = "another namespace"  # what a tenant is told of an owner outside its namespace
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Claim:
     created: str
     namespace: str
@@ -107,29 +109,116 @@ def claimed_elsewhere(
     return out
 
 
-class Winners:
-    """Claims per key, each key's granted claims sorted once (O(claims) per drift tick), so that who
-    owns a tag is looked up, not recomputed for every resource that wants it."""
+# -- caps: how many claims one tag and one namespace may hold ---------------------------------------------
+#
+# Claims queue by age, as ownership does: a resource keeps its place whatever is created after it, so
+# a newcomer past a cap is refused and never evicts an older claim. The cap per tag counts the granted
+# claims of every namespace (an ungranted one cannot fill it); the cap per namespace counts every claim
+# of the namespace's own resources. A refused claim still holds its place in line for ownership, like an
+# owner whose source fails: caps bound the work, they do not decide owners.
 
-    def __init__(self, index: Mapping[ClaimKey, Iterable[Claim]], granted: Callable[[ClaimKey, Claim], bool]) -> None:
-        self._index = index
-        self._granted = granted
-        self._sorted: dict[ClaimKey, list[Claim]] = {}
 
-    def _claims(self, key: ClaimKey) -> list[Claim]:
-        found = self._sorted.get(key)
+@dataclass(frozen=True)
+class Caps:
+    per_tag: int
+    per_namespace: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One resource's claims, as its namespace counts them (kopf's index keeps one per resource)."""
+
+    created: str
+    name: str
+    claims: int
+
+    @property
+    def place(self) -> tuple[str, str]:
+        return (self.created, self.name)
+
+
+def holding(
+    meta: Mapping[str, Any], raw_spec: Mapping[str, Any], default_region: str, own_account: str
+) -> dict[str, Holding]:
+    """What one resource adds to its namespace's count, for kopf's index: the claims :func:`claims` makes."""
+    made = claims(meta, raw_spec, default_region, own_account)
+    if not made:
+        return {}
+    held = Holding(str(meta.get("creationTimestamp") or ""), str(meta.get("name")), len(made))
+    return {str(meta.get("namespace")): held}
+
+
+def _over(
+    keys: Sequence[ClaimKey], me: Claim, caps: Caps, in_namespace: int, on_key: Callable[[ClaimKey], int]
+) -> str | None:
+    if in_namespace + len(keys) > caps.per_namespace:
+        return (
+            f"namespace {me.namespace} holds {in_namespace} tag claims in older EcrImageTags, and the "
+            f"{len(keys)} of this one would pass the cap of {caps.per_namespace} per namespace: drop tags or "
+            "EcrImageTags it no longer needs, or have ECR_TAG_OPERATOR_MAX_CLAIMS_PER_NAMESPACE (chart value "
+            "maxClaimsPerNamespace) raised"
+        )
+    for key in keys:
+        if on_key(key) >= caps.per_tag:
+            return (
+                f"{key[2]}:{key[3]} is claimed by {caps.per_tag} older EcrImageTags, the cap per tag: remove "
+                "the tag from this one, or have ECR_TAG_OPERATOR_MAX_CLAIMS_PER_TAG (chart value "
+                "maxClaimsPerTag) raised"
+            )
+    return None
+
+
+def crowded(
+    spec: EcrImageTagSpec,
+    me: Claim,
+    caps: Caps,
+    lookup: Lookup,
+    namespace: Iterable[Holding],
+    default_region: str,
+    own_account: str,
+) -> str | None:
+    """Why a cap refuses this resource's claims, or None: its namespace's older resources and its own
+    claims would pass the cap per namespace, or one of its tags has as many older granted claims as the
+    cap per tag. ``lookup`` gives a key's granted claims, ``namespace`` the holdings of this namespace."""
+    place = (me.created, me.name)
+    older = sum(h.claims for h in namespace if h.place < place)
+    return _over(
+        claim_keys(spec, default_region, own_account),
+        me,
+        caps,
+        older,
+        lambda key: sum(1 for c in _others(key, me, lookup) if c < me),
+    )
+
+
+class Queues:
+    """:func:`crowded` for many resources at once (a drift tick): each key's and each namespace's claims
+    sorted once, a resource's place in them found by bisection."""
+
+    def __init__(self, caps: Caps, lookup: Lookup, namespaces: Callable[[str], Iterable[Holding]]) -> None:
+        self._caps = caps
+        self._lookup = lookup
+        self._namespaces = namespaces
+        self._keys: dict[ClaimKey, list[tuple[str, str, str]]] = {}
+        self._spaces: dict[str, tuple[list[tuple[str, str]], list[int]]] = {}
+
+    def _ahead_on(self, key: ClaimKey, me: Claim) -> int:
+        places = self._keys.get(key)
+        if places is None:
+            places = self._keys[key] = sorted((c.created, c.namespace, c.name) for c in self._lookup(key))
+        return bisect_left(places, (me.created, me.namespace, me.name))
+
+    def _ahead_in(self, me: Claim) -> int:
+        found = self._spaces.get(me.namespace)
         if found is None:
-            found = self._sorted[key] = sorted(c for c in self._index.get(key, ()) if self._granted(key, c))
-        return found
+            held = sorted(self._namespaces(me.namespace), key=lambda h: h.place)
+            found = self._spaces[me.namespace] = (
+                [h.place for h in held],
+                list(accumulate((h.claims for h in held), initial=0)),
+            )
+        places, totals = found
+        return totals[bisect_left(places, (me.created, me.name))]
 
-    def contested(self, spec: EcrImageTagSpec, me: Claim, default_region: str, own_account: str) -> dict[str, str]:
-        """As :func:`contested`, from the sorted claims: the first rival older than ``me`` owns a tag."""
-        out: dict[str, str] = {}
-        for key in claim_keys(spec, default_region, own_account):
-            for claim in self._claims(key):
-                if not claim < me:
-                    break
-                if (claim.namespace, claim.name) != (me.namespace, me.name) and claim.source != me.source:
-                    out[key[3]] = claim.shown_to(me.namespace)
-                    break
-        return out
+    def crowded(self, keys: Sequence[ClaimKey], me: Claim) -> str | None:
+        """:func:`crowded` of the resource whose claim is ``me`` on ``keys`` (its claim keys)."""
+        return _over(keys, me, self._caps, self._ahead_in(me), lambda key: self._ahead_on(key, me))

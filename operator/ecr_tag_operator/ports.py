@@ -1,10 +1,12 @@
-"""The ECR port: what the core needs from ECR. ``ecr.Boto3Ecr`` implements it with boto3, and
-``batching.SharedReads`` wraps any implementation to share reads; tests may supply others."""
+"""The ports: what the core needs from ECR (``ecr.Boto3Ecr`` implements it with boto3, and
+``batching.SharedReads`` wraps any implementation to share reads), and where a long reconcile reports
+its copy while it runs (the adapters write it to the resource's status and the metrics); tests may
+supply others."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from .model import (
     Failure,
@@ -76,4 +78,18 @@ class EcrApi(Protocol):
         self, where: Registry, repository: str, subject_digest: str, artifact_types: Sequence[str] = ()
     ) -> tuple[Referrer, ...]:
         """ListImageReferrers, every page; ``artifact_types`` filters (at most 5 per call)."""
+        ...
+
+
+class CopyProgress(Protocol):
+    """Where one reconcile reports a copy while it runs, at most every ``copy_progress_interval``
+    seconds, from the thread the copy runs on; the adapters patch the resource's status with it."""
+
+    def status(self, patch: Mapping[str, Any]) -> bool:
+        """Merge-patch part of the resource's status (lists replaced whole), written before it returns;
+        False when it was not written (the object changed meanwhile, or the API is unreachable)."""
+        ...
+
+    def moved(self, blobs: int, size: int) -> None:
+        """Blobs completed and bytes uploaded since the last call, for the metrics."""
         ...

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     FORBIDDEN = "Forbidden"
     TAG_CONFLICT = "TagConflict"
+    TOO_MANY_CLAIMS = "TooManyClaims"
     DRIFTED = "Drifted"
     NOT_IN_SYNC = "NotInSync"
     SOURCE_NOT_RESOLVED = "SourceNotResolved"
@@ -111,6 +112,12 @@ ABOUT: dict[Reason, About] = {
     Reason.TAG_CONFLICT: _bad(
         "an older EcrImageTag owns the tag for another image",
         "see `status.tags[].owner`; remove the tag from one of them",
+    ),
+    Reason.TOO_MANY_CLAIMS: _bad(
+        "a tag already has as many older claims as the cap per tag, or this resource's claims would take its "
+        "namespace past the cap per namespace (the message says which); nothing is written",
+        "drop tags or EcrImageTags you no longer need (older claims keep their place), or ask for the cap "
+        "(`maxClaimsPerTag`, `maxClaimsPerNamespace`) to be raised",
     ),
     Reason.DRIFTED: _bad(
         "Observe mode: tags do not point at the source", "expected in Observe mode; switch to Enforce to correct"

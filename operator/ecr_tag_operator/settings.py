@@ -129,6 +129,17 @@ class Settings(BaseSettings):
         description="Reconciles of one namespace in flight at most; more wait their turn in the drift "
         "scheduler, so that one namespace's backlog never holds every worker.",
     )
+    # Caps on tag claims, each refused past it with reason TooManyClaims (oldest claims keep their place).
+    # Per tag: one key's claims are sorted and scanned for every resource that claims it, and legitimate
+    # sharing of one tag (resources promoting the same image) is a handful; 50 is one drift group.
+    max_claims_per_tag: int = Field(
+        default=50, ge=1, le=100_000, description="Granted claims one (account, region, repository, tag) may have."
+    )
+    # Per namespace: 10,000 claims are 100 resources of 100 tags or 5,000 of two (the largest convergence
+    # benchmark), about 3 MB of index, and at ECR's default 10 PutImage/s a backlog of under 17 minutes.
+    max_claims_per_namespace: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="Tag claims the EcrImageTags of one namespace may have."
+    )
     max_clients: int = Field(
         default=64, ge=1, le=4096, description="AWS clients kept at most (one per region, role and namespace)."
     )
@@ -162,6 +173,12 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         description="A reconcile starts no new blob after this long; it reports Copying and comes back soon.",
+    )
+    copy_progress_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between status.copy updates (and byte metrics) while a copy runs in a reconcile.",
     )
     max_listed_referrers: int = Field(default=20, ge=1, le=200)
     finalizer: str = "ecrtag.dev/finalizer"

@@ -195,6 +195,25 @@ def render(
     return body
 
 
+def copy_progress(
+    report: CopyReport,
+    conditions: Sequence[Condition],
+    previous_conditions: Sequence[Mapping[str, Any]],
+    now: datetime,
+    generation: int | None,
+    *,
+    message_limit: int,
+    max_referrers: int = 20,
+) -> dict[str, Any]:
+    """A copy while it runs, as a partial merge patch: ``status.copy`` and the conditions (the list whole,
+    as a merge patch replaces it; lastTransitionTime kept where a status did not change). Nothing else
+    is written: the tags, the image and lastSyncTime are the reconcile's to write when it ends."""
+    return {
+        "copy": copy_entry(report, message_limit, max_referrers),
+        "conditions": merge_conditions(previous_conditions, conditions, now, generation, message_limit),
+    }
+
+
 def copy_entry(report: CopyReport, message_limit: int, max_referrers: int) -> dict[str, Any]:
     """``status.copy``: what the last reconcile's copy into the target did."""
     entry: dict[str, Any] = {

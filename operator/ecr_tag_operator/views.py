@@ -4,16 +4,17 @@ urgent checks. Kept apart from handlers.py, which holds kopf's registrations onl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from . import authz, grants
+from . import authz, drift_urgency, grants
 from .core import Request
-from .drift_schedule import Entry
+from .drift_schedule import Entry, claim_prefix
 from .drift_scheduler import Urgent
 from .model import Permission
-from .ownership import Claim, ClaimKey, Winners, claim_of, claimed_elsewhere, contested
+from .ownership import Caps, Claim, ClaimKey, Holding, Queues, claim_of, claimed_elsewhere, contested, crowded
 from .policy_reporter import PolicyEntry
+from .reasons import Reason
 from .runtime import Runtime
 from .spec import EcrImageTagSpec
 from .status import previous_tags
@@ -22,6 +23,12 @@ from .status import previous_tags
 TagClaims = Mapping[ClaimKey, Iterable[Claim]]
 Policies = Mapping[str, Iterable[PolicyEntry]]
 NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
+NamespaceClaims = Mapping[str, Iterable[Holding]]
+_NO_HOLDINGS: NamespaceClaims = {}
+
+
+def caps_of(runtime: Runtime) -> Caps:
+    return Caps(runtime.settings.max_claims_per_tag, runtime.settings.max_claims_per_namespace)
 
 
 class Grants:
@@ -64,12 +71,27 @@ class Grants:
 
     def permission(self, spec: EcrImageTagSpec, namespace: str) -> Permission:
         """authz.permission, asked once per namespace and distinct target and source in a view."""
-        target = (spec.mode, spec.registry_id, spec.region, spec.repository_name, spec.tags)
-        asked = (namespace, *target, spec.source_registry, spec.source.region, spec.source_repository)
+        return self.permission_of(authz.asks(spec), namespace)
+
+    def permission_of(self, ask: authz.Ask, namespace: str) -> Permission:
+        asked = (namespace, ask)
         found = self._permissions.get(asked)
         if found is None:
-            found = self._permissions[asked] = authz.permission(spec, namespace, self.of(namespace))
+            found = self._permissions[asked] = authz.permission_of(ask, namespace, self.of(namespace))
         return found
+
+    def allows(self, entry: Entry) -> bool:
+        """Whether the entry's namespace may act on its spec now (drift_urgency.GrantView)."""
+        return self.permission_of(entry.ask, entry.namespace).refused is None
+
+    @property
+    def answers(self) -> int:
+        return len(self._writes) + len(self._permissions)
+
+    def forget(self) -> None:
+        """Drop the answers kept (the grants are the same: they would be the same answers)."""
+        self._writes.clear()
+        self._permissions.clear()
 
 
 def request_for(
@@ -80,9 +102,12 @@ def request_for(
     runtime: Runtime,
     tag_claims: TagClaims,
     view: Grants,
+    *,
+    namespace_claims: NamespaceClaims,
 ) -> Request:
-    """What the core needs to know about one resource: its permission now, the tags granted rivals
-    own, and the tags it may not delete (a delete is a write: asked of the grants now)."""
+    """What the core needs to know about one resource: its permission now, whether a cap on claims
+    refuses it, the tags granted rivals own, and the tags it may not delete (a delete is a write:
+    asked of the grants now)."""
     namespace = str(meta.get("namespace"))
     mine = view.of(namespace)
     allowed = view.permission(spec, namespace)
@@ -92,28 +117,84 @@ def request_for(
     def granted(key: ClaimKey) -> list[Claim]:
         return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
 
-    owners = contested(spec, me, granted, region, account) if allowed.refused is None else {}
+    capped = None
+    if allowed.refused is None and trigger != "delete":
+        capped = crowded(spec, me, caps_of(runtime), granted, namespace_claims.get(namespace, ()), region, account)
+    owners = contested(spec, me, granted, region, account) if allowed.refused is None and capped is None else {}
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
     undeletable = {
         t: f"claimed by {who}" for t, who in claimed_elsewhere(spec, tags, me, granted, region, account).items()
     }
     undeletable |= {t: "namespace may not delete it" for t in tags if not authz.may_delete(spec, t, mine)}
-    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable)
+    return Request(spec, status, meta.get("generation"), trigger, allowed, owners, undeletable, capped)
 
 
-def urgency(runtime: Runtime, tag_claims: TagClaims, policies: Policies, labels: NamespaceLabels) -> Urgent:
-    """The test for urgent checks of one tick, over copies of the indexes taken now (on the event loop;
-    the test itself runs on a thread): winners per tag are computed once per tick, not per resource."""
-    view = Grants.snapshot(runtime, policies, labels)
-    winners = Winners({k: tuple(v) for k, v in tag_claims.items()}, view.grants_claim)
-    region, account = runtime.settings.region, runtime.own_account
+class Urgency:
+    """The drift tick's test for urgent checks (a grant given or lifted, a tag's owner changed), kept
+    between ticks by :class:`drift_urgency.Urgency`. :meth:`prepare` runs on the event loop and
+    copies only the grant indexes (policies and namespace labels: small), and only to compare them
+    with the last tick's; the returned scan runs on the scheduler's thread over the drift entries.
+    The tag claims index is not read: the entries hold the same claims. A resource refused by a cap on
+    claims is urgent once older claims went and it fits: the namespaces' holdings (one small record
+    per resource) are copied for that."""
 
-    def urgent(entry: Entry) -> bool:
-        """A grant was given or lifted (a policy or a namespace's labels changed), or a tag's owner
-        changed (the winner was deleted, let the tag go, or lost its grant)."""
-        allowed = view.permission(entry.spec, entry.namespace).refused is None
-        if allowed == (entry.ready_reason == "Forbidden"):
-            return True
-        return allowed and set(winners.contested(entry.spec, entry.claim, region, account)) != entry.conflicts
+    def __init__(
+        self,
+        runtime: Runtime,
+        policies: Policies,
+        labels: NamespaceLabels,
+        namespace_claims: NamespaceClaims = _NO_HOLDINGS,
+    ) -> None:
+        self._runtime = runtime
+        self._policies = policies
+        self._labels = labels
+        self._holdings = namespace_claims
+        self._seen: tuple[Any, Any] | None = None
+        self._view: Grants | None = None
+        self.kept = drift_urgency.Urgency(runtime.settings.region, runtime.own_account)
 
-    return urgent
+    def prepare(self) -> Callable[[Sequence[Entry]], Urgent]:
+        policies = {k: tuple(v) for k, v in self._policies.items()}
+        labels = {k: tuple(v) for k, v in self._labels.items()}
+        # What the grants are made of: valid policies and labels (a policy's status is not).
+        seen = ([(k, e.parsed) for k, v in policies.items() for e in v if isinstance(e.parsed, grants.Policy)], labels)
+        if self._view is None or seen != self._seen:
+            self._view = Grants(self._runtime, policies, labels)
+            self._seen = seen
+        view = self._view
+        holdings = {k: tuple(v) for k, v in self._holdings.items()}
+
+        def scan(entries: Sequence[Entry]) -> Urgent:
+            if view.answers > 4 * len(entries) + 1024:
+                view.forget()  # answers about resources long gone
+            try:
+                urgent = self.kept.update(entries, view)
+            except Exception:
+                # Half an update is no answer: the next tick starts afresh.
+                self.kept = drift_urgency.Urgency(self._runtime.settings.region, self._runtime.own_account)
+                raise
+            capped = [e for e in entries if e.ready_reason == Reason.TOO_MANY_CLAIMS]
+            if not capped:
+                return urgent
+            fits = self._fitting(capped, view, holdings)
+            # A capped resource is urgent only when it fits the caps again or lost its grant: its status
+            # names no owners, so the owners' test would find it urgent at every tick.
+            return lambda entry: entry.uid in fits if entry.ready_reason == Reason.TOO_MANY_CLAIMS else urgent(entry)
+
+        return scan
+
+    def _fitting(self, capped: Sequence[Entry], view: Grants, holdings: NamespaceClaims) -> set[str]:
+        kept = self.kept
+        queues = Queues(
+            caps_of(self._runtime),
+            lambda key: [c for c in kept.claims_of(key) if view.grants_claim(key, c)],
+            lambda namespace: holdings.get(namespace, ()),
+        )
+        region, account = self._runtime.settings.region, self._runtime.own_account
+        out = set()
+        for entry in capped:
+            prefix = claim_prefix(entry, region, account)
+            keys = [(*prefix, tag) for tag in entry.tags]
+            if not view.allows(entry) or queues.crowded(keys, entry.claim) is None:
+                out.add(entry.uid)
+        return out

@@ -159,10 +159,8 @@ def test_default_install_creates_every_object_and_grants_least_privilege(
         "CustomResourceDefinition",
         "Deployment",
         "ServiceAccount",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
+        *["ValidatingAdmissionPolicy"] * 3,
+        *["ValidatingAdmissionPolicyBinding"] * 3,
     ]
     _assert_all_exist(control_plane, objs)
     for name, source in ((CRD_NAME, SOURCE_CRD), (POLICY_CRD_NAME, SOURCE_POLICY_CRD)):
@@ -287,6 +285,109 @@ def test_spec_write_guard_denies_the_service_account_spec_changes(
     control_plane.kubectl(
         "patch", "ecrimagetag", name, "-n", ns, "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]'
     )
+
+
+def test_status_write_guard_lets_only_the_operator_write_status(
+    release: Release, control_plane: KubeCluster, extra_namespaces: list[str], tmp_path: Path
+) -> None:
+    """A tenant with RBAC to patch ecrimagetags/status in its own namespace (a user, or a
+    ServiceAccount of that namespace) is denied with the guard's message; the operator's
+    ServiceAccount, the users statusWriteGuard names and cluster admins are not."""
+    repair = f"repair-{uuid.uuid4().hex[:6]}"
+    release.install("--set", "crds.install=false", "--set-json", f'statusWriteGuard.allowedUsers=["{repair}"]')
+    ns = extra_namespaces[0]
+    name = _ecr_image_tag(control_plane, ns)
+    tenant, tenant_sa = f"tenant-{uuid.uuid4().hex[:6]}", f"system:serviceaccount:{ns}:ci"
+    control_plane.kubectl(
+        "create", "role", "status-writer", "-n", ns, "--verb=get,patch", "--resource=ecrimagetags.ecrtag.dev"
+    )
+    # kubectl create role has no subresources: the rule is extended with ecrimagetags/status.
+    control_plane.kubectl(
+        "patch",
+        "role",
+        "status-writer",
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        '[{"op": "add", "path": "/rules/0/resources/-", "value": "ecrimagetags/status"}]',
+    )
+    control_plane.kubectl(
+        "create",
+        "rolebinding",
+        "status-writer",
+        "-n",
+        ns,
+        "--role=status-writer",
+        f"--user={tenant}",
+        f"--user={repair}",
+        f"--serviceaccount={ns}:ci",
+    )
+    forged = json.dumps({"status": {"observedGeneration": 7, "tags": [{"tag": "prod", "inSync": True}]}})
+
+    def patch_status(*who: str) -> subprocess.CompletedProcess[str]:
+        return control_plane.kubectl(
+            "patch",
+            "ecrimagetag",
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            forged,
+            *who,
+            "--dry-run=server",
+            check=False,
+        )
+
+    def can_patch(user: str) -> bool:
+        result = control_plane.kubectl(
+            "auth",
+            "can-i",
+            "patch",
+            "ecrimagetags.ecrtag.dev",
+            "--subresource=status",
+            "-n",
+            ns,
+            f"--as={user}",
+            check=False,
+        )
+        return result.stdout.strip() == "yes"
+
+    # RBAC alone lets each of them through (bindings reach the authorizer through informers: poll).
+    for user in (tenant, tenant_sa, repair):
+        wait_for(f"RBAC to let {user} patch status", functools.partial(can_patch, user), timeout=30)
+
+    def refusal() -> str | None:
+        err = patch_status(f"--as={tenant}").stderr
+        return err if "writes the status of an EcrImageTag" in err else None
+
+    # The admission policy reaches the API server's cache through an informer: poll.
+    refused = wait_for("the status write guard to refuse the tenant", refusal, timeout=30)
+    operator = release.user
+    assert (
+        f"only the operator ({operator}) writes the status of an EcrImageTag, not {tenant}: change its spec" in refused
+    )
+    as_sa = patch_status(f"--as={tenant_sa}", f"--as-group=system:serviceaccounts:{ns}")
+    assert as_sa.returncode != 0
+    assert f"writes the status of an EcrImageTag, not {tenant_sa}" in as_sa.stderr
+    # The users statusWriteGuard names, and cluster admins (system:masters), may.
+    allowed = patch_status(f"--as={repair}")
+    assert allowed.returncode == 0, allowed.stderr
+    assert patch_status().returncode == 0
+    # The operator's ServiceAccount, with its own token as the operator's pod would use it.
+    sa = ServiceAccountClient(
+        control_plane.service_account_kubeconfig(release.fullname, release.namespace, tmp_path / "sa.kubeconfig")
+    )
+    path = f"/apis/ecrtag.dev/v1alpha1/namespaces/{ns}/ecrimagetags/{name}/status"
+    code, body = sa.patch(path, {"status": {"observedGeneration": 1}})
+    assert code == 200, body
+    stored = json.loads(control_plane.kubectl("get", "ecrimagetag", name, "-n", ns, "-o", "json").stdout)
+    assert stored["status"] == {"observedGeneration": 1}  # the operator's write, none of the dry runs
+    # The guard is the release's: uninstalled, RBAC alone decides again.
+    release.uninstall()
+    wait_for("the guard gone", lambda: patch_status(f"--as={tenant}").returncode == 0, timeout=30)
 
 
 def test_watch_namespaces_install_grants_only_those_namespaces(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ecr_tag_operator.grants import NamespaceGrants, parse_policy
+from ecr_tag_operator.settings import Settings
 from tests.chart.helm import (
     CHART,
     CHART_CRD_COPY,
@@ -94,8 +95,10 @@ def test_defaults_render_the_cluster_wide_operator(helm: Helm) -> None:
         ("ServiceAccount", "rel-ecr-tag-operator"),
         ("ValidatingAdmissionPolicy", "rel-ecr-tag-operator-policy-guard"),
         ("ValidatingAdmissionPolicy", "rel-ecr-tag-operator-spec-write-guard"),
+        ("ValidatingAdmissionPolicy", "rel-ecr-tag-operator-status-write-guard"),
         ("ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-policy-guard"),
         ("ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-spec-write-guard"),
+        ("ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-status-write-guard"),
     ]
     # Fail closed: the default render grants nothing (no EcrTagPolicy, no allow-all).
     assert of_kind(objs, "EcrTagPolicy") == []
@@ -113,6 +116,8 @@ KEPT_AT_DEFAULT = {
     "serviceAccount.create": "serviceAccount.annotations need it",  # test_existing_service_account
     "crds.install": "crds.keep needs it",  # test_crd_install_off_renders_no_crd
     "policyGuard.enabled": "policyGuard.adminGroups and adminUsers need it",  # test_policy_guard_can_be_turned_off
+    # test_status_write_guard_can_be_turned_off
+    "statusWriteGuard.enabled": "statusWriteGuard.allowedGroups and allowedUsers need it",
     "image.digest": "image.tag is ignored with it",  # test_an_image_digest_pins_the_image
 }
 
@@ -250,6 +255,10 @@ REFUSALS = [
     ),
     (("--set-json", 'policyGuard.adminGroups=["a\\"b"]'), "at '/policyGuard/adminGroups/0'"),
     (("--set", "policyGuard.bogus=1"), "at '/policyGuard': additional properties 'bogus' not allowed"),
+    (("--set-json", 'statusWriteGuard.allowedUsers=["a\\"b"]'), "at '/statusWriteGuard/allowedUsers/0'"),
+    (("--set", "statusWriteGuard.enabled=yes"), "at '/statusWriteGuard/enabled': got string, want boolean"),
+    (("--set", "maxClaimsPerTag=0"), "at '/maxClaimsPerTag': minimum: got 0, want 1"),
+    (("--set", "maxClaimsPerNamespace=lots"), "at '/maxClaimsPerNamespace': got string, want integer"),
     (("--set", "argocd.healthCheck.enabled=yes"), "at '/argocd/healthCheck/enabled': got string, want boolean"),
     (("--set", "argocd.healthCheck.namespace=Argo_CD"), "at '/argocd/healthCheck/namespace'"),
     (("--set", "argocd.enabled=true"), "at '/argocd': additional properties 'enabled' not allowed"),
@@ -378,6 +387,13 @@ def test_deployment_defaults(helm: Helm) -> None:
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     env = _env(objs)
     assert "ECR_TAG_OPERATOR_REGION" not in env  # aws.region empty: the pod's environment decides
+    # The caps on tag claims, as the operator's settings default them.
+    caps = ("ECR_TAG_OPERATOR_MAX_CLAIMS_PER_TAG", "ECR_TAG_OPERATOR_MAX_CLAIMS_PER_NAMESPACE")
+    assert [env[name] for name in caps] == ["50", "10000"]
+    assert [Settings.model_fields[name.removeprefix("ECR_TAG_OPERATOR_").lower()].default for name in caps] == [
+        50,
+        10_000,
+    ]
     # Grants come from EcrTagPolicies only: no setting widens them.
     assert not [name for name in env if "ALLOWED" in name]
     assert of_kind(objs, "Service") == []
@@ -418,6 +434,8 @@ def test_values_everything_lands_where_expected(helm: Helm) -> None:
     env = c["env"]
     assert {"name": "ECR_TAG_OPERATOR_REGION", "value": "eu-west-1"} in env
     assert {"name": "AWS_REGION", "value": "eu-west-1"} in env
+    assert {"name": "ECR_TAG_OPERATOR_MAX_CLAIMS_PER_TAG", "value": "20"} in env
+    assert {"name": "ECR_TAG_OPERATOR_MAX_CLAIMS_PER_NAMESPACE", "value": "2500"} in env
     for extra in values["extraEnv"]:
         assert extra in env
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 9191}
@@ -459,7 +477,17 @@ def test_values_everything_lands_where_expected(helm: Helm) -> None:
     cluster_wide = ["tag-operator-namespaces", "tag-operator-policies"]
     assert sorted(r["metadata"]["name"] for r in of_kind(objs, "ClusterRole")) == cluster_wide
     assert sorted(b["metadata"]["name"] for b in of_kind(objs, "ClusterRoleBinding")) == cluster_wide
-    assert [v["metadata"]["name"] for v in of_kind(objs, "ValidatingAdmissionPolicy")] == ["tag-operator-policy-guard"]
+    assert sorted(v["metadata"]["name"] for v in of_kind(objs, "ValidatingAdmissionPolicy")) == [
+        "tag-operator-policy-guard",
+        "tag-operator-status-write-guard",
+    ]
+    # statusWriteGuard: the operator's ServiceAccount, and the extra identities, as CEL values.
+    status_guard = one(objs, "ValidatingAdmissionPolicy", "tag-operator-status-write-guard")["spec"]
+    assert {v["name"]: v["expression"] for v in status_guard["variables"]} == {
+        "operator": '"system:serviceaccount:ops:ecr-tags"',
+        "allowedGroups": '["platform-admins"]',
+        "allowedUsers": '["arn:aws:iam::111122223333:role/status-repair"]',
+    }
 
     # argocd.healthCheck on: its ConfigMap in the release namespace; the notes name argocd's namespace.
     health = one(objs, "ConfigMap", "tag-operator-argocd-health-check")
@@ -482,6 +510,11 @@ def test_notes_explain_the_policies(helm: Helm) -> None:
     assert "The release renders 2 policies: team-a, platform." in listed
     assert "Only members of platform-admins, system:masters and the users" in listed
     assert "policyGuard" not in helm.notes("--set", "policyGuard.enabled=false")
+    assert "Only the operator's ServiceAccount, members of system:masters may write the\nstatus of EcrImageTags" in (
+        defaults
+    )
+    assert "members of platform-admins, the users arn:aws:iam::111122223333:role/status-repair may write" in listed
+    assert "statusWriteGuard" not in helm.notes("--set", "statusWriteGuard.enabled=false")
 
 
 def test_existing_service_account(helm: Helm) -> None:
@@ -697,10 +730,53 @@ def test_policy_guard_lets_only_admins_change_policies(helm: Helm) -> None:
 
 def test_policy_guard_can_be_turned_off(helm: Helm) -> None:
     objs = helm.template("--set", "policyGuard.enabled=false")
-    names = [o["metadata"]["name"] for o in objs if o["kind"].startswith("ValidatingAdmissionPolicy")]
-    assert names == ["rel-ecr-tag-operator-spec-write-guard", "rel-ecr-tag-operator-spec-write-guard"]
+    names = {o["metadata"]["name"] for o in objs if o["kind"].startswith("ValidatingAdmissionPolicy")}
+    assert names == {"rel-ecr-tag-operator-spec-write-guard", "rel-ecr-tag-operator-status-write-guard"}
 
 
 def test_policy_guard_without_admins_is_refused(helm: Helm) -> None:
     stderr = helm.refusal("--set-json", "policyGuard.adminGroups=[]")
     assert "policyGuard.enabled needs at least one of policyGuard.adminGroups and policyGuard.adminUsers" in stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# the status write guard
+
+
+def test_status_write_guard_lets_only_the_operator_write_status(helm: Helm) -> None:
+    objs = helm.template()
+    policy = one(objs, "ValidatingAdmissionPolicy", "rel-ecr-tag-operator-status-write-guard")["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["ecrtag.dev"],
+            "apiVersions": ["v1alpha1"],
+            "operations": ["UPDATE"],  # a PATCH is an UPDATE to admission
+            "resources": ["ecrimagetags/status"],  # not ecrimagetags: tenants own their spec
+        }
+    ]
+    assert "matchConditions" not in policy  # every identity is checked
+    assert {v["name"]: v["expression"] for v in policy["variables"]} == {
+        "operator": '"system:serviceaccount:ops:rel-ecr-tag-operator"',
+        "allowedGroups": '["system:masters"]',
+        "allowedUsers": "[]",
+    }
+    (validation,) = policy["validations"]
+    assert validation["reason"] == "Forbidden"
+    assert validation["expression"].startswith("request.userInfo.username == variables.operator ||")
+    assert "request.userInfo.groups.exists(g, g in variables.allowedGroups)" in validation["expression"]
+    assert "writes the status of an EcrImageTag, not ' + request.userInfo.username" in validation["messageExpression"]
+    binding = one(objs, "ValidatingAdmissionPolicyBinding", "rel-ecr-tag-operator-status-write-guard")["spec"]
+    assert binding == {"policyName": "rel-ecr-tag-operator-status-write-guard", "validationActions": ["Deny"]}
+
+
+def test_status_write_guard_follows_an_existing_service_account(helm: Helm) -> None:
+    objs = helm.template("--set", "serviceAccount.create=false", "--set", "serviceAccount.name=shared")
+    policy = one(objs, "ValidatingAdmissionPolicy", "rel-ecr-tag-operator-status-write-guard")["spec"]
+    assert policy["variables"][0] == {"name": "operator", "expression": '"system:serviceaccount:ops:shared"'}
+
+
+def test_status_write_guard_can_be_turned_off(helm: Helm) -> None:
+    objs = helm.template("--set", "statusWriteGuard.enabled=false")
+    names = {o["metadata"]["name"] for o in objs if o["kind"].startswith("ValidatingAdmissionPolicy")}
+    assert names == {"rel-ecr-tag-operator-spec-write-guard", "rel-ecr-tag-operator-policy-guard"}

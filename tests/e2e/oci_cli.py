@@ -32,6 +32,10 @@ class OciClients:
     one fails it with the command that builds it (never a skip)."""
 
     home: Path
+    # An HTTP proxy for registry names that do not resolve, e.g. the emulator itself: it serves a request
+    # in absolute form by its Host (another account's or region's registry, see oci_address). Go clients
+    # never send a loopback address such as 127.0.0.1 through a proxy.
+    proxy: str | None = None
 
     @property
     def docker_config(self) -> Path:
@@ -45,6 +49,8 @@ class OciClients:
             TUF_ROOT=str(self.home / ".sigstore"),
             COSIGN_PASSWORD=COSIGN_PASSWORD,
         )
+        if self.proxy:
+            env.update(HTTP_PROXY=self.proxy, HTTPS_PROXY=self.proxy)
         return env
 
     def run(

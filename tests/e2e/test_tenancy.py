@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.control_plane import fresh_namespace
-from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
+from tests.plugins.operator_process import OPERATED_PREFIX, TEST_ENV, policy_yaml
 
 from .helpers import condition, eit, get, metric_sum, ready, unique
 
@@ -457,3 +458,102 @@ def test_a_conflict_with_another_namespace_does_not_name_it(
         assert team_a not in shown
         assert "private-name" not in shown
     assert tag_digest(ecr_session_client, repo, "prod") == owner.digest
+
+
+# An operator of its own with small caps on claims, serving only namespaces made with this prefix (the
+# session's operator serves others), so that its caps decide alone.
+CAPPED_PREFIX = "capped"
+CAPS = {"ECR_TAG_OPERATOR_MAX_CLAIMS_PER_TAG": "2", "ECR_TAG_OPERATOR_MAX_CLAIMS_PER_NAMESPACE": "3"}
+
+
+@pytest.fixture
+def capped_operator(
+    control_plane: KubeCluster, ecr_server: RunningEmulator, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        control_plane.kubeconfig_path,
+        {**ecr_server.env, **TEST_ENV, **CAPS},
+        args=["--namespace", f"{CAPPED_PREFIX}-*"],
+        log_path=tmp_path / "capped-operator.log",
+    )
+    with proc:
+        yield proc
+
+
+def test_claims_past_a_cap_are_refused_and_the_owners_tag_stays(
+    control_plane: KubeCluster,
+    capped_operator: OperatorProcess,
+    policies: PolicyApply,
+    ecr_server: RunningEmulator,
+    ecr_session_client: Any,
+) -> None:
+    """Issue 13, caps on claims: team-b, granted the shared repository too, piles claims on team-a's
+    ``prod`` and fills its own namespace. Past each cap its newest claim is refused (TooManyClaims),
+    saying which cap and how to raise it and naming no other namespace; team-a's ``prod`` stays on its
+    digest and InSync, its writes flat over 3 drift cycles; a place freed goes to the next in line."""
+    with contextlib.ExitStack() as stack:
+        team_a, team_b = (stack.enter_context(fresh_namespace(control_plane, CAPPED_PREFIX)) for _ in range(2))
+        try:
+            _claims_past_a_cap(control_plane, team_a, team_b, capped_operator, policies, ecr_server, ecr_session_client)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\ncapped operator log (tail):\n{capped_operator.log_tail(60)}") from None
+
+
+def _claims_past_a_cap(
+    cluster: KubeCluster,
+    team_a: str,
+    team_b: str,
+    operator: OperatorProcess,
+    policies: PolicyApply,
+    server: RunningEmulator,
+    ecr: Any,
+) -> None:
+    repo = unique("e2e/capped")
+    owner = ecr_seed.push(ecr, repo, "build-1", "docker", seed=repo + "a")
+    evil = ecr_seed.push(ecr, repo, "evil", "docker", seed=repo + "b")
+    policies(unique("e2e-capped"), for_namespaces(team_a, team_b, registries=[write_grant(repo)]))
+    common = {"repositoryName": repo, "driftCheckInterval": DRIFT}
+    apply(cluster, eit("web", team_a, **common, source={"tag": "build-1"}, tags=["prod"]))
+    served = wait_for("team-a InSync", lambda: ready(cluster, team_a, "web", "True", "InSync"))
+    # Ownership and the caps queue by creationTimestamp (whole seconds), then namespace/name: team-b
+    # comes a second later, so that the random namespace names cannot decide.
+    created = datetime.fromisoformat(served["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    wait_for("a later second", lambda: datetime.now(UTC) >= created + timedelta(seconds=1.1))
+
+    evil_spec = {**common, "source": {"tag": "evil"}}
+    apply(cluster, eit("b1", team_b, **evil_spec, tags=["prod"]))
+    wait_for("b1 TagConflict", lambda: ready(cluster, team_b, "b1", "False", "TagConflict"))
+    apply(cluster, eit("b2", team_b, **evil_spec, tags=["prod"]))
+    per_tag = wait_for("b2 past the cap per tag", lambda: ready(cluster, team_b, "b2", "False", "TooManyClaims"))
+    message = condition(per_tag, "Ready")["message"]
+    assert message.startswith(f"{repo}:prod is claimed by 2 older EcrImageTags, the cap per tag"), message
+    assert "ECR_TAG_OPERATOR_MAX_CLAIMS_PER_TAG (chart value maxClaimsPerTag)" in message
+    # b1 and b2 hold three claims with b3's two: past the cap per namespace of 3, b3 is refused whole.
+    apply(cluster, eit("b3", team_b, **evil_spec, tags=["qa", "dev"]))
+    per_namespace = wait_for(
+        "b3 past the cap per namespace", lambda: ready(cluster, team_b, "b3", "False", "TooManyClaims")
+    )
+    assert condition(per_namespace, "Ready")["message"].startswith(
+        f"namespace {team_b} holds 2 tag claims in older EcrImageTags, and the 2 of this one would pass the cap of 3"
+    )
+    events = cluster.kubectl("get", "events", "-n", team_b, "-o", "json").stdout
+    for shown in (json.dumps(per_tag["status"]), json.dumps(per_namespace["status"]), events):
+        assert team_a not in shown
+        assert OWN_ACCOUNT not in shown
+    assert json.loads(events)["items"], "no events in team-b"
+    assert tag_digest(ecr, repo, "prod") == owner.digest
+    assert tag_digest(ecr, repo, "qa") is None  # refused before any write
+
+    writes = {op: server.control.calls().of(op, repo) for op in WRITES}
+    wait_for_drift_cycles(server, operator, repo)
+    assert {op: server.control.calls().of(op, repo) for op in WRITES} == writes
+    assert tag_digest(ecr, repo, "prod") == owner.digest
+    assert ready(cluster, team_a, "web", "True", "InSync")
+    assert ready(cluster, team_b, "b2", "False", "TooManyClaims")
+    assert ready(cluster, team_b, "b3", "False", "TooManyClaims")
+
+    # b2 goes: b3 is next in line for its namespace's place, and takes it within a drift tick or two.
+    cluster.kubectl("delete", "ecrimagetag", "b2", "-n", team_b)
+    wait_for("b3 served", lambda: ready(cluster, team_b, "b3", "True", "InSync"), timeout=60)
+    assert tag_digest(ecr, repo, "qa") == evil.digest
+    assert tag_digest(ecr, repo, "prod") == owner.digest

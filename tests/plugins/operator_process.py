@@ -19,11 +19,13 @@ from ecr_tag_localenv.operator_process import OperatorProcess
 from tests.plugins.control_plane import fresh_namespace
 
 # Short retry delays so transient-failure tests converge in seconds, not minutes; a drift tick of 2 s
-# so that a grant given or lifted shows within seconds.
+# so that a grant given or lifted shows within seconds; copy progress every second, so that a copy of
+# a few seconds shows it more than once.
 TEST_ENV = {
     "ECR_TAG_OPERATOR_TRANSIENT_RETRY_DELAY": "2",
     "ECR_TAG_OPERATOR_MAX_ATTEMPTS": "3",
     "ECR_TAG_OPERATOR_DRIFT_TICK": "2",
+    "ECR_TAG_OPERATOR_COPY_PROGRESS_INTERVAL": "1",
 }
 
 OPERATED_PREFIX = "operated"

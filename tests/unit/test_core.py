@@ -100,6 +100,32 @@ def test_a_refusal_after_sync_leaves_no_condition_true_and_no_stale_failure() ->
     assert len(ecr.calls) == calls_before  # the refusal made no ECR call at all
 
 
+def test_a_claim_past_a_cap_is_refused_before_any_ecr_call_and_says_why() -> None:
+    ecr = FakeEcr()
+    ecr.push(REPO, image_manifest(1, 2), "build-1")
+    _, status = run(ecr, {})
+    calls_before = len(ecr.calls)
+    why = "team-a/web:prod is claimed by 50 older EcrImageTags, the cap per tag: remove the tag from this one"
+    request = Request(parse_spec(raw()), status, 2, "update", crowded=why)
+    decision = core.reconcile(request, ecr, SETTINGS, NOW, LOG)
+    merged = {k: v for k, v in {**status, **decision.status}.items() if v is not None}
+    ready = next(c for c in merged["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "TooManyClaims", why)
+    assert {c["reason"] for c in merged["conditions"]} == {"TooManyClaims"}
+    assert [(t["tag"], t["inSync"], t["reason"]) for t in merged["tags"]] == [
+        ("staging", False, "TooManyClaims"),
+        ("prod", False, "TooManyClaims"),
+    ]
+    assert "lastSyncTime" not in merged  # nothing is vouched for: the drift scheduler leaves it to urgency
+    assert decision.result == "forbidden"
+    assert not decision.transient  # not retried by itself: it waits for an older claim to go
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "TooManyClaims")]
+    assert len(ecr.calls) == calls_before
+    # A namespace that is not granted is told that first: the grant decides before the caps.
+    forbidden = Request(parse_spec(raw()), status, 2, "update", Permission(refused="no grant"), crowded=why)
+    assert core.reconcile(forbidden, ecr, SETTINGS, NOW, LOG).status["conditions"][0]["reason"] == "Forbidden"
+
+
 def test_the_warning_is_posted_once_when_a_resource_enters_a_failure() -> None:
     ecr = FakeEcr()
     ecr.push(REPO, image_manifest(1, 2), "other")

@@ -167,3 +167,42 @@ def test_a_deferred_change_is_picked_until_done_even_once_its_generation_is_obse
         )
         == []
     )
+
+
+def test_an_entry_keeps_what_the_grants_are_asked_not_the_spec_and_shares_repeated_strings() -> None:
+    def made(n: int) -> Entry:
+        # Each watch event brings strings of its own: joined at run time, so none is a shared literal.
+        meta = {
+            "namespace": "".join(["te", "am"]),
+            "name": f"r{n}",
+            "uid": f"u{n}",
+            "generation": 1,
+            "creationTimestamp": ago(60),
+        }
+        spec = {"repositoryName": "".join(["team/", "app"]), "source": {"tag": "b"}, "tags": ["".join(["pr", "od"])]}
+        status = {"conditions": [{"type": "Ready", "reason": "".join(["In", "Sync"])}], "lastSyncTime": ago(1)}
+        found = entry_of(meta, spec, status, "us-east-1", "111122223333")
+        assert found is not None
+        return found
+
+    one, two = made(1), made(2)
+    assert not hasattr(one, "spec")
+    target, source, access = one.ask
+    assert (target.repository, target.tags, source.repository, access) == ("team/app", ("prod",), "team/app", "write")
+    assert one.namespace is two.namespace
+    assert one.tags[0] is two.tags[0]
+    assert one.ready_reason is two.ready_reason
+    assert one.group[2] is two.group[2]
+    assert one.conflicts is two.conflicts  # the one empty set
+    assert one.interval is two.interval
+    assert one.created == NOW - timedelta(seconds=60)
+    assert one.claims
+    observe = entry_of(
+        {"namespace": "n", "name": "x", "uid": "u"},
+        {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"], "mode": "Observe"},
+        {},
+        "us-east-1",
+        "",
+    )
+    assert observe is not None
+    assert not observe.claims  # an Observe-mode resource claims nothing (ownership.claims)

@@ -9,11 +9,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ecr_tag_operator import views
 from ecr_tag_operator.core import Decision, Event
-from ecr_tag_operator.drift_schedule import Entry
+from ecr_tag_operator.drift_schedule import Entry, entry_of
 from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
+from ecr_tag_operator.grants import parse_policy
+from ecr_tag_operator.policy_reporter import PolicyEntry
+from ecr_tag_operator.runtime import Runtime
+from ecr_tag_operator.settings import Settings
 
-from .test_drift_schedule import NOW, entry
+from .test_drift_schedule import NOW, ago, entry, never
 
 TUNING = Tuning(tick=1, jitter=0, early=0, rescue_after=900, group_size=10, parallel_groups=2, retry_delay=20, hold=10)
 
@@ -47,7 +52,7 @@ class Store:
 def scheduler(entries: list[Entry], store: Store, check: Any, clock: list[datetime]) -> DriftScheduler:
     return DriftScheduler(
         entries=lambda: entries,
-        urgency=lambda: lambda _: False,
+        urgency=lambda: lambda _entries: never,
         keep_only=lambda _: None,
         check=check,
         record=lambda uid, trigger, decision: recorded.append((uid, trigger, decision.result)),
@@ -187,3 +192,76 @@ def test_nothing_runs_before_kopf_handles_objects() -> None:
     asyncio.run(two_ticks())
     assert ran == []
     assert store.writes == []
+
+
+def test_urgency_kept_between_ticks_sees_each_change_at_the_next_tick() -> None:
+    """The scheduler with the operator's urgency test: a deleted owner, a new older claim, a changed
+    spec and a changed grant each make the resources they concern checked at the next tick, and a
+    tick with no change asks about no resource again."""
+
+    def made(n: int, source: str, owner: str | None, created: float = 3600, repo: str = "team/app") -> Entry:
+        meta = {
+            "namespace": "team",
+            "name": f"r{n}",
+            "uid": f"uid-{n}",
+            "generation": 1,
+            "creationTimestamp": ago(created),
+        }
+        spec = {"repositoryName": repo, "source": {"tag": source}, "tags": ["prod"]}
+        tags = [{"tag": "prod", "owner": owner}] if owner else [{"tag": "prod"}]
+        status = {"observedGeneration": 1, "lastSyncTime": ago(1), "tags": tags}
+        found = entry_of(meta, spec, status, "us-east-1", "111122223333")
+        assert found is not None
+        return found
+
+    everything = {"namespaces": ["team"], "registries": [{"write": [{"repositories": ["**"]}]}]}
+    policies = {"p": [PolicyEntry(parse_policy("p", everything), 1, "1")]}
+    runtime = Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333")  # type: ignore[arg-type]
+    urgency = views.Urgency(runtime, policies, {"team": [{}]})
+    entries = [made(1, "a", None, created=3600), made(2, "b", "team/r1", created=1800)]
+    store = Store(entries)
+    checked: list[str] = []
+
+    def check(body: dict[str, Any], trigger: str) -> Decision:
+        checked.append(body["metadata"]["name"])
+        return outcome({"lastSyncTime": "now"})
+
+    clock = [NOW]
+    sched = DriftScheduler(
+        entries=lambda: entries,
+        urgency=urgency.prepare,
+        keep_only=lambda _: None,
+        check=check,
+        record=lambda *_: None,
+        store=store,
+        tuning=TUNING,
+        clock=lambda: clock[0],
+        ready=lambda: True,
+    )
+
+    def tick() -> list[str]:
+        checked.clear()
+        clock[0] += timedelta(seconds=TUNING.hold + 1)  # past the hold after the last check
+        asyncio.run(sched.tick())
+        return sorted(checked)
+
+    assert tick() == []  # r2's status names r1, the owner: nothing is urgent
+    assert tick() == []
+    assert urgency.kept.asked == 0
+    entries[:] = [made(0, "c", None, created=7200), *entries]  # an older claim with another source
+    store.objects["r0"] = Store([entries[0]]).objects["r0"]
+    assert tick() == ["r1"]  # r1 lost prod; r2 still has an owner (which one is not compared)
+    entries[:] = [made(0, "c", None, created=7200), made(1, "a", "team/r0"), made(2, "b", "team/r0", created=1800)]
+    assert tick() == []
+    entries[0] = made(0, "a", None, created=7200)  # r0's spec now names r1's source: r1 has no older rival
+    assert tick() == ["r1"]
+    entries[1] = made(1, "a", None)
+    assert tick() == []
+    del entries[0]  # r0 deleted: r1 still owns prod, r2 still has an owner
+    assert tick() == []
+    del entries[0]  # r1 deleted: r2 has no rival left
+    assert tick() == ["r2"]
+    entries[:] = [made(2, "b", None, created=1800)]
+    assert tick() == []
+    policies["p"] = [PolicyEntry(parse_policy("p", {**everything, "namespaces": ["other"]}), 2, "2")]
+    assert tick() == ["r2"]  # the grant was lifted: Forbidden now

@@ -15,6 +15,7 @@ from ecr_tag_operator import handlers, metrics, views
 from ecr_tag_operator.drift_schedule import entry_of
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Failure
+from ecr_tag_operator.ownership import Holding
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.runtime import Runtime, runtime_of
 from ecr_tag_operator.settings import Settings
@@ -183,15 +184,97 @@ def test_an_owner_change_or_a_lifted_refusal_is_urgent(memo: kopf.Memo) -> None:
     obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "Forbidden"}]})
     entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
     assert entry is not None
-    granted = views.urgency(runtime, {}, GRANTED["policies"], GRANTED["namespace_labels"])
-    lifted = views.urgency(runtime, {}, {}, GRANTED["namespace_labels"])
-    assert granted(entry)  # a policy grants it now
-    assert not lifted(entry)  # still refused: nothing new
+
+    def urgent(policies: Any, *entries: Any) -> list[bool]:
+        test = views.Urgency(runtime, policies, GRANTED["namespace_labels"]).prepare()(entries)
+        return [test(e) for e in entries]
+
+    assert urgent(GRANTED["policies"], entry) == [True]  # a policy grants it now
+    assert urgent({}, entry) == [False]  # still refused: nothing new
     owned = body(SPEC, {"tags": [{"tag": "prod", "owner": "team-b/x"}]})
     contested_entry = entry_of(owned.meta, owned.spec, owned.status, "us-east-1", "")
     assert contested_entry is not None
-    assert granted(contested_entry)  # the owner it named is gone
-    assert lifted(contested_entry)  # its grant was lifted: Forbidden now
+    assert urgent(GRANTED["policies"], contested_entry) == [True]  # the owner it named is gone
+    assert urgent({}, contested_entry) == [True]  # its grant was lifted: Forbidden now
+
+
+def _capped_memo(ecr: FakeEcr, per_namespace: int = 10_000, per_tag: int = 50) -> kopf.Memo:
+    settings = Settings(region="us-east-1", max_claims_per_namespace=per_namespace, max_claims_per_tag=per_tag)
+    return kopf.Memo(runtime=Runtime(settings, ecr, clock=lambda: NOW))
+
+
+def test_a_resource_past_the_namespace_cap_is_refused_from_kopfs_index(
+    ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    memo = _capped_memo(ecr, per_namespace=3)
+    # What the namespace_claims index holds: two older resources of team-a with three claims, and this one.
+    obj = body(SPEC)
+    this = handlers.namespace_claims(meta=obj.meta, spec=obj.spec, memo=memo)
+    assert this == {"team-a": Holding("2026-01-01T00:00:00Z", "web", 1)}
+    older = [Holding("2025-01-01T00:00:00Z", "a", 2), Holding("2025-06-01T00:00:00Z", "b", 1)]
+    patch = call(memo, obj, namespace_claims={"team-a": [*older, this["team-a"]]})
+    ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TooManyClaims")
+    assert "holds 3 tag claims in older EcrImageTags" in ready["message"]
+    assert ecr.calls == []
+    assert [(t, r) for t, r, _ in events] == [("Warning", "TooManyClaims")]
+    # Without the older resources it fits, and is served.
+    patch = call(memo, obj, namespace_claims={"team-a": [this["team-a"]]})
+    assert next(c for c in patch.status["conditions"] if c["type"] == "Ready")["reason"] == "InSync"
+
+
+def test_the_cap_per_tag_counts_only_granted_claims(ecr: FakeEcr, events: list[tuple[str, str, str]]) -> None:
+    settings = Settings(region="us-east-1", max_claims_per_tag=1)
+    memo = kopf.Memo(runtime=Runtime(settings, ecr, clock=lambda: NOW))
+    obj = body(SPEC)
+    rivals = [body(SPEC, namespace=ns) for ns in ("team-b", "team-a")]
+    older: list[Any] = []
+    for n, rival in enumerate(rivals):
+        meta = {**rival.meta, "name": f"older-{n}", "creationTimestamp": "2025-01-01T00:00:00Z"}
+        older += handlers.tag_claims(meta=meta, spec=rival.spec, memo=memo).items()
+    squatter, granted = older
+    # team-b is granted nothing: its older claim does not count.
+    patch = call(memo, obj, tag_claims={squatter[0]: [squatter[1]]}, namespace_labels={"team-a": [{}], "team-b": [{}]})
+    assert next(c for c in patch.status["conditions"] if c["type"] == "Ready")["reason"] == "InSync"
+    patch = call(memo, obj, tag_claims={granted[0]: [granted[1]]})
+    ready = next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"].split(",")[0]) == (
+        "TooManyClaims",
+        "team-a/web:prod is claimed by 1 older EcrImageTags",
+    )
+
+
+def test_a_capped_resource_is_urgent_once_it_fits(ecr: FakeEcr) -> None:
+    memo = _capped_memo(ecr, per_namespace=2)
+    runtime = runtime_of(memo)
+    obj = body(SPEC, {"conditions": [{"type": "Ready", "reason": "TooManyClaims"}]})
+    entry = entry_of(obj.meta, obj.spec, obj.status, "us-east-1", "")
+    assert entry is not None
+    mine = Holding("2026-01-01T00:00:00Z", "web", 1)
+    full = {"team-a": [Holding("2025-01-01T00:00:00Z", "a", 2), mine]}
+    room = {"team-a": [Holding("2025-01-01T00:00:00Z", "a", 1), mine]}
+    holdings = dict(full)
+    test = views.Urgency(runtime, GRANTED["policies"], GRANTED["namespace_labels"], holdings)
+    for _ in range(3):  # still past the cap: nothing to do, however many ticks pass
+        assert not test.prepare()([entry])(entry)
+    holdings.update(room)  # an older resource dropped a tag: its place is free
+    assert test.prepare()([entry])(entry)
+
+
+def test_a_resource_past_the_tag_cap_is_urgent_once_an_older_claim_goes(ecr: FakeEcr) -> None:
+    """The cap per tag counts the claims the drift tick keeps (not a copy of kopf's claims index)."""
+    runtime = runtime_of(_capped_memo(ecr, per_tag=1))
+    older = body(SPEC, {"conditions": [{"type": "Ready", "reason": "InSync"}]})
+    older["metadata"].update(name="old", uid="u-0", creationTimestamp="2025-01-01T00:00:00Z")
+    capped = body({**SPEC, "source": {"tag": "other"}}, {"conditions": [{"type": "Ready", "reason": "TooManyClaims"}]})
+    first = entry_of(older.meta, older.spec, older.status, "us-east-1", "")
+    mine = entry_of(capped.meta, capped.spec, capped.status, "us-east-1", "")
+    assert first is not None
+    assert mine is not None
+    test = views.Urgency(runtime, GRANTED["policies"], GRANTED["namespace_labels"])
+    for _ in range(3):  # the older claim holds the one place: however many ticks pass
+        assert not test.prepare()([first, mine])(mine)
+    assert test.prepare()([mine])(mine)  # the older resource went
 
 
 def test_deletion_removes_the_tags_still_at_our_image(
@@ -204,6 +287,20 @@ def test_deletion_removes_the_tags_still_at_our_image(
     handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
     assert "prod" not in ecr.repo(REPO).tags
     assert ("Normal", "TagsDeleted", "deleted prod") in events
+
+
+def test_deletion_in_observe_mode_deletes_nothing(
+    memo: kopf.Memo, ecr: FakeEcr, events: list[tuple[str, str, str]]
+) -> None:
+    """Put by Enforce, then switched to Observe and deleted: Observe never writes to ECR."""
+    spec = {**SPEC, "deletionPolicy": "Delete"}
+    status = dict(call(memo, body(spec)).status)
+    assert "prod" in ecr.repo(REPO).tags
+    obj = body({**spec, "mode": "Observe"}, status)
+    handlers.delete_tags(spec=obj.spec, status=obj.status, meta=obj.meta, body=obj, memo=memo, logger=LOG, **GRANTED)
+    assert "prod" in ecr.repo(REPO).tags
+    assert ("Warning", "TagsRetained", "no tag deleted: mode Observe writes nothing to ECR") in events
+    assert not [e for e in events if e[1] == "TagsDeleted"]
 
 
 def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
