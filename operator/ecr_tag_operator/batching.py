@@ -260,7 +260,7 @@ class SharedReads:
         return self._inner.initiate_upload(where, repository)
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
         return self._inner.upload_part(where, repository, upload_id, first_byte, last_byte, data)
 

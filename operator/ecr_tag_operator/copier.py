@@ -2,12 +2,16 @@
 the source, the pre-signed URL streamed into InitiateLayerUpload / UploadLayerPart / CompleteLayerUpload
 on the target), an index's children (PutImage by digest, bytes verbatim), and referrers.
 
-Streaming and verified: one part buffer per blob in flight, the sha256 computed over the bytes as they
+Streaming and verified: one part buffer per blob in flight, reused for every part, and at most
+``copy_blobs_in_flight`` blobs streaming in the whole process; the sha256 computed over the bytes as they
 are uploaded and compared with the blob's digest before CompleteLayerUpload (a mismatch abandons the
-upload: ECR never completes a wrong digest). A download cut mid-stream resumes from the last part
-uploaded (a Range request); an expired URL (403) is asked for again; both within ``copy_attempts``. A
-failed part or a restarted operator starts the blob's upload anew: uploads never completed are dropped
-by ECR. What to copy is decided in :mod:`.copy_plan` (pure).
+upload: ECR never completes a wrong digest). Memory is bounded by parts, not blobs: botocore's JSON
+protocol base64-encodes ``layerPartBlob`` into a str, dumps it into a JSON str and encodes that to bytes,
+so a part costs about four times its size while it is sent (measured with tracemalloc: 40 MiB for a
+10 MiB part); parts are therefore ECR's minimum size by default (``copy_part_bytes``). A download cut
+mid-stream resumes from the last part uploaded (a Range request); an expired URL (403) is asked for
+again; both within ``copy_attempts``. A failed part or a restarted operator starts the blob's upload
+anew: uploads never completed are dropped by ECR. What to copy is decided in :mod:`.copy_plan` (pure).
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ def _slots(n: int) -> threading.BoundedSemaphore:
         return _resource_slots.setdefault(n, threading.BoundedSemaphore(n))
 
 
+# Blobs streaming at once in the process, across reconciles and resources: each holds a part buffer.
+_stream_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _streams(n: int) -> threading.BoundedSemaphore:
+    with _slots_lock:
+        return _stream_slots.setdefault(n, threading.BoundedSemaphore(n))
+
+
 class _Abandoned(Exception):
     def __init__(self, failure: Failure, retryable: bool) -> None:
         super().__init__(failure.message)
@@ -78,18 +91,18 @@ class BlobCopied:
 class _Upload:
     """One InitiateLayerUpload of one blob: parts sent in order, hashed as they are sent."""
 
-    def __init__(self, ecr: EcrApi, route: Route, blob: BlobToCopy) -> None:
+    def __init__(self, ecr: EcrApi, route: Route, blob: BlobToCopy, wanted_part: int) -> None:
         self._ecr = ecr
         self._route = route
         self._blob = blob
         upload = _ecr(lambda: ecr.initiate_upload(route.target, route.target_repository), blob)
         self.upload_id: str = upload.upload_id
-        self.part_size = part_size(upload.part_size, blob.size)
+        self.part_size = part_size(upload.part_size, blob.size, wanted_part)
         self.hasher = hashlib.sha256()
         self.sent = 0
         self.parts = 0
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         self.hasher.update(data)
         first = self.sent
         self._ecr.upload_part(
@@ -115,12 +128,19 @@ class _Upload:
         _ecr(lambda: self._ecr.complete_upload(route.target, route.target_repository, upload_id, digest), self._blob)
 
 
-def copy_blob(ecr: EcrApi, route: Route, blob: BlobToCopy, attempts: int, log: Log) -> BlobCopied:
-    """Stream one blob from the source into the target; raises _Abandoned when it cannot."""
+def copy_blob(ecr: EcrApi, route: Route, blob: BlobToCopy, settings: Settings, log: Log) -> BlobCopied:
+    """Stream one blob from the source into the target; raises _Abandoned when it cannot. Waits for one
+    of the process's ``copy_blobs_in_flight`` streams first."""
+    with _streams(settings.copy_blobs_in_flight):
+        return _copy_blob(ecr, route, blob, settings, log)
+
+
+def _copy_blob(ecr: EcrApi, route: Route, blob: BlobToCopy, settings: Settings, log: Log) -> BlobCopied:
+    attempts = settings.copy_attempts
     tries = 0
     url = _download_url(ecr, route, blob)
     while True:  # one upload per pass: a failed part starts the blob anew
-        upload = _Upload(ecr, route, blob)
+        upload = _Upload(ecr, route, blob, settings.copy_part_bytes)
         try:
             url = _stream(ecr, route, blob, upload, url, attempts - tries, log)
         except EcrCallError as exc:
@@ -134,42 +154,49 @@ def copy_blob(ecr: EcrApi, route: Route, blob: BlobToCopy, attempts: int, log: L
 
 
 def _stream(ecr: EcrApi, route: Route, blob: BlobToCopy, upload: _Upload, url: str, attempts: int, log: Log) -> str:
-    """Download into the upload, one part buffer at a time; a cut download resumes from the last part
-    sent, an expired URL is asked for again. Returns the URL last used."""
-    buffer = bytearray()
+    """Download into the upload through one part buffer, filled in place and sent whole (no copy of a
+    part is made); a cut download resumes from the last part sent, an expired URL is asked for again.
+    Returns the URL last used."""
+    size = upload.part_size
+    buffer = bytearray(size)
+    filled = 0
     tries = 0
-    while True:
-        buffer.clear()
-        try:
-            for chunk in ecr.open_blob(url, upload.sent):
-                buffer += chunk
-                if blob.size is not None and upload.sent + len(buffer) > blob.size:
-                    raise _Abandoned(
-                        Failure(
-                            "CompleteLayerUpload",
-                            "InvalidLayerException",
-                            f"the download of {blob.digest} is longer than its descriptor's {blob.size} bytes",
-                            layer_digest=blob.digest,
-                        ),
-                        False,
-                    )
-                while len(buffer) >= upload.part_size:
-                    with memoryview(buffer) as view:
-                        part = bytes(view[: upload.part_size])  # one copy: the part sent
-                    del buffer[: upload.part_size]
-                    upload.send(part)
-                    del part
-            break
-        except DownloadError as exc:
-            tries += 1
-            if tries >= attempts or exc.status == 404:
-                failure = Failure("DownloadLayer", exc.code, exc.message, layer_digest=blob.digest)
-                raise _Abandoned(failure, exc.status in (0, 403, 500, 503)) from exc
-            log.info("download of %s stopped at byte %d (%s); resuming", blob.digest, upload.sent, exc)
-            if exc.expired:
-                url = _download_url(ecr, route, blob)
-    if buffer or not upload.parts:
-        upload.send(bytes(buffer))
+    with memoryview(buffer) as view:
+        while True:
+            filled = 0  # after a cut, the bytes of the part not yet sent are read again
+            try:
+                for chunk in ecr.open_blob(url, upload.sent):
+                    if blob.size is not None and upload.sent + filled + len(chunk) > blob.size:
+                        raise _Abandoned(
+                            Failure(
+                                "CompleteLayerUpload",
+                                "InvalidLayerException",
+                                f"the download of {blob.digest} is longer than its descriptor's {blob.size} bytes",
+                                layer_digest=blob.digest,
+                            ),
+                            False,
+                        )
+                    with memoryview(chunk) as rest:
+                        while rest:
+                            take = min(len(rest), size - filled)
+                            view[filled : filled + take] = rest[:take]
+                            filled += take
+                            rest = rest[take:]
+                            if filled == size:
+                                upload.send(buffer)
+                                filled = 0
+                break
+            except DownloadError as exc:
+                tries += 1
+                if tries >= attempts or exc.status == 404:
+                    failure = Failure("DownloadLayer", exc.code, exc.message, layer_digest=blob.digest)
+                    raise _Abandoned(failure, exc.status in (0, 403, 500, 503)) from exc
+                log.info("download of %s stopped at byte %d (%s); resuming", blob.digest, upload.sent, exc)
+                if exc.expired:
+                    url = _download_url(ecr, route, blob)
+    if filled or not upload.parts:
+        del buffer[filled:]  # the last part: the buffer shrunk in place, not copied
+        upload.send(buffer)
     return url
 
 
@@ -221,7 +248,7 @@ def _copy_blobs(
             begun[0] += 1
         port: EcrApi = Counted(ecr, tally, blob.digest) if tally else ecr
         try:
-            copied = copy_blob(port, route, blob, settings.copy_attempts, log)
+            copied = copy_blob(port, route, blob, settings, log)
         except _Abandoned as exc:
             if tally:
                 tally.abandoned(blob.digest)
@@ -311,7 +338,9 @@ def copy_image(
             put.append(child.digest)
             children_present[child.digest] = True
         report = replace(report, children_put=tuple(put))
-    return replace(obs, layers=layers, children_present=children_present, copy=report)
+    # A blob copied is no longer missing: its BatchCheckLayerAvailability failure goes with it.
+    layer_failures = tuple(f for f in obs.layer_failures if layers.get(f.layer_digest or "") is None)
+    return replace(obs, layers=layers, layer_failures=layer_failures, children_present=children_present, copy=report)
 
 
 def _report(the_plan: CopyPlan) -> CopyReport:
@@ -407,7 +436,7 @@ def _carry(
     for blob in blobs:
         if blob.digest in present:
             continue
-        done = copy_blob(ecr, route, BlobToCopy(blob.digest, blob.size, parsed.digest), settings.copy_attempts, log)
+        done = copy_blob(ecr, route, BlobToCopy(blob.digest, blob.size, parsed.digest), settings, log)
         moved[0] += 1
         moved[1] += done.size
         moved[2] += done.parts

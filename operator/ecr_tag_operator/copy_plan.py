@@ -81,10 +81,12 @@ def plan_copy(spec: EcrImageTagSpec, obs: Observation, max_blob_bytes: int | Non
     return CopyPlan(tuple(blobs), tuple(skipped), children, tuple(too_large))
 
 
-def part_size(offered: int, blob_size: int | None) -> int:
-    """The part size to upload with: ECR's ``partSize`` within [5 MiB, 20 MiB], grown when the blob
-    would otherwise need more than 4,200 parts."""
-    size = max(MIN_PART_BYTES, min(offered or MIN_PART_BYTES, MAX_PART_BYTES))
+def part_size(offered: int, blob_size: int | None, wanted: int = MIN_PART_BYTES) -> int:
+    """The part size to upload with: ``wanted`` (the operator's setting; ECR's 5 MiB minimum by default,
+    as a part costs about four times its size in memory while botocore sends it), no larger than ECR's
+    ``partSize`` answer and within [5 MiB, 20 MiB]; grown when the blob would otherwise need more than
+    4,200 parts."""
+    size = max(MIN_PART_BYTES, min(wanted, offered or MAX_PART_BYTES, MAX_PART_BYTES))
     if blob_size is not None and -(-blob_size // size) > MAX_PARTS:
         size = min(MAX_PART_BYTES, -(-blob_size // MAX_PARTS))
     return size

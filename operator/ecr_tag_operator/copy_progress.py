@@ -106,7 +106,7 @@ class Counted:
         return getattr(self._ecr, name)
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
         received = self._ecr.upload_part(where, repository, upload_id, first_byte, last_byte, data)
         self._tally.part(self._digest, first_byte, last_byte + 1)

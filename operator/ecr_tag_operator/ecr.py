@@ -7,7 +7,6 @@ botocore's retry mode (configured here), never by a loop of our own.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -65,12 +64,14 @@ class Boto3Ecr:
     them (least recently used dropped): a spec can only name registries its grants allow, so clients
     are bounded by the policies, and the cap bounds them anyway."""
 
-    def __init__(self, settings: Settings, base: botocore.session.Session | None = None) -> None:
+    def __init__(
+        self, settings: Settings, base: botocore.session.Session | None = None, limits: RateLimits | None = None
+    ) -> None:
         self._settings = settings
         self._base = base or botocore.session.Session()
         self._clients: OrderedDict[tuple[str, str | None, str | None], ECRClient] = OrderedDict()
         self._lock = threading.Lock()
-        self._limits = RateLimits(settings.rates, fair=settings.fair_writes)
+        self._limits = limits or RateLimits(settings.rates, fair=settings.fair_writes)
         # Pre-signed blob URLs are plain HTTPS GETs (S3's): urllib3, botocore's own HTTP library, with
         # no retries of its own (the copier resumes a cut download from the last part it uploaded).
         self._http = urllib3.PoolManager(
@@ -361,17 +362,18 @@ class Boto3Ecr:
         return Upload(str(resp["uploadId"]), int(resp.get("partSize") or 0))
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
+        # registryId first: botocore serializes in this order, so the pacer finds it without a scan of the part.
         resp = self._call(
             "UploadLayerPart",
             where,
+            **_registry_kwargs(where),
             repositoryName=repository,
             uploadId=upload_id,
             partFirstByte=first_byte,
             partLastByte=last_byte,
             layerPartBlob=data,
-            **_registry_kwargs(where),
         )
         return int(resp.get("lastByteReceived", last_byte))
 
@@ -540,14 +542,25 @@ def _attempt(request: Any) -> int:
 
 
 def _registry_of(body: Any) -> str | None:
-    """The registryId a JSON request body names, if any."""
-    if not body:
+    """The registryId a JSON request body names, if any. Searched for, not parsed: an UploadLayerPart
+    body is its part base64-encoded (6.7 MiB for a 5 MiB part), and json.loads of it on every attempt
+    made two more copies of it. Only a top-level key matches: a key inside a JSON string (a manifest)
+    has its quotes escaped, and base64 has no quotes."""
+    if isinstance(body, str):
+        body = body.encode()
+    if not isinstance(body, bytes | bytearray):
         return None
-    try:
-        value = json.loads(body).get("registryId")
-    except (ValueError, AttributeError):
-        return None
-    return str(value) if value else None
+    at = body.find(_REGISTRY_KEY)  # bytes.find: a few times faster than a regex search over a part
+    while at >= 0:
+        found = _REGISTRY_VALUE.match(body, at + len(_REGISTRY_KEY))
+        if found:
+            return found.group(1).decode()
+        at = body.find(_REGISTRY_KEY, at + 1)
+    return None
+
+
+_REGISTRY_KEY = b'"registryId"'
+_REGISTRY_VALUE = re.compile(rb'\s*:\s*"([^"\\]+)"')
 
 
 def _with_tag(failure: Failure, tag: str) -> Failure:

@@ -61,7 +61,7 @@ class EcrApi(Protocol):
     def initiate_upload(self, where: Registry, repository: str) -> Upload: ...
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
         """UploadLayerPart; returns lastByteReceived."""
         ...

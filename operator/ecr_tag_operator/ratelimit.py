@@ -104,10 +104,16 @@ class RateLimits:
     ``fair`` False: the writes of every tenant share one queue, in arrival order."""
 
     def __init__(
-        self, rates: Mapping[str, float], clock: Callable[[], float] = time.monotonic, *, fair: bool = True
+        self,
+        rates: Mapping[str, float],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        fair: bool = True,
     ) -> None:
         self._rates = dict(rates)
         self._clock = clock
+        self._sleep = sleep
         self._fair_turns = fair
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self._fair: dict[tuple[str, str, str], FairBucket] = {}
@@ -121,7 +127,7 @@ class RateLimits:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(rate, max(1.0, rate), self._clock)
+                bucket = self._buckets[key] = TokenBucket(rate, max(1.0, rate), self._clock, self._sleep)
         return bucket.acquire()
 
     def acquire_fair(self, account: str | None, region: str, operation: str, tenant: str) -> float:

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     delete_rate: float = Field(
         default=10.0, ge=0, description="BatchDeleteImage calls per second (no published quota)."
     )
+    # The copy's calls, at the defaults of ECR's Service Quotas page (Amazon ECR user guide, "Amazon ECR
+    # service quotas": Rate of GetDownloadUrlForLayer requests 3,000/s, L-A60A366D; InitiateLayerUpload
+    # 100/s, L-95B28F8D; UploadLayerPart 500/s, L-A1670B10; CompleteLayerUpload 100/s, L-44194860).
+    download_url_rate: float = Field(default=3000.0, ge=0, description="GetDownloadUrlForLayer calls per second.")
+    initiate_upload_rate: float = Field(default=100.0, ge=0, description="InitiateLayerUpload calls per second.")
+    upload_part_rate: float = Field(default=500.0, ge=0, description="UploadLayerPart calls per second.")
+    complete_upload_rate: float = Field(default=100.0, ge=0, description="CompleteLayerUpload calls per second.")
+    list_referrers_rate: float = Field(
+        default=100.0,
+        ge=0,
+        description="ListImageReferrers calls per second (the quotas page lists none; the layer calls' 100/s).",
+    )
     change_read_patience: float = Field(
         default=0.02, ge=0, le=5, description="Seconds a spec change's reads wait to share a call with others."
     )
@@ -142,6 +154,20 @@ class Settings(BaseSettings):
     copy_parallel_resources: int = Field(
         default=4, ge=1, le=256, description="Reconciles copying blobs at once, across all resources."
     )
+    copy_blobs_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Blobs streamed at once across every reconcile: each holds one part buffer, and about "
+        "four times a part while botocore base64-encodes it into UploadLayerPart's JSON body.",
+    )
+    copy_part_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=20 * 1024 * 1024,
+        description="Layer part size (ECR: every part but the last at least 5 MiB; at most InitiateLayerUpload's "
+        "partSize); larger parts mean fewer calls and more memory.",
+    )
     copy_max_blob_bytes: int | None = Field(
         default=None, ge=1, description="Blobs larger than this are not copied (none by default)."
     )
@@ -170,4 +196,9 @@ class Settings(BaseSettings):
             "BatchGetImage": self.batch_get_image_rate,
             "BatchCheckLayerAvailability": self.check_layers_rate,
             "BatchDeleteImage": self.delete_rate,
+            "GetDownloadUrlForLayer": self.download_url_rate,
+            "InitiateLayerUpload": self.initiate_upload_rate,
+            "UploadLayerPart": self.upload_part_rate,
+            "CompleteLayerUpload": self.complete_upload_rate,
+            "ListImageReferrers": self.list_referrers_rate,
         }

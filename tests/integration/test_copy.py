@@ -189,7 +189,7 @@ def test_a_cut_download_and_an_expired_url_are_retried_and_the_digest_is_right(p
         }
     )
     ecr_seed.put_manifest(p.dev, DEV, manifest, tag="build-1", media_type=OCI_MANIFEST)
-    # Cut the first two downloads after 7 MiB, inside the first 10 MiB part: each retry resumes cleanly.
+    # Cut the first two downloads after 7 MiB, inside the second 5 MiB part: each retry resumes cleanly.
     p.server.control.set_faults(
         operations={"GetDownloadUrlForLayer": FaultRule(cut_after_bytes=7 * MIB, cut_downloads=2)}
     )
@@ -216,7 +216,11 @@ def test_a_cut_download_and_an_expired_url_are_retried_and_the_digest_is_right(p
     assert ready(p.run()) == ("True", "InSync")
 
 
-def test_a_64_mib_blob_is_copied_in_parts_of_ecr_s_part_size(p: Promotion, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_64_mib_blob_is_copied_in_parts_of_the_operator_s_part_size(
+    p: Promotion, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parts are ``copy_part_bytes`` (ECR's 5 MiB minimum by default), never more than InitiateLayerUpload's
+    ``partSize`` (10 MiB, ECR's "Maximum layer part size" quota)."""
     size = 64 * MIB
     data = bytes(range(251)) * (size // 251) + b"x" * (size % 251)
     layer = upload_in_parts(p.dev, DEV, data)
@@ -230,7 +234,8 @@ def test_a_64_mib_blob_is_copied_in_parts_of_ecr_s_part_size(p: Promotion, capsy
         }
     )
     ecr_seed.put_manifest(p.dev, DEV, manifest, tag="build-1", media_type=OCI_MANIFEST)
-    partsize = p.server.control.settings().max_layer_part_bytes
+    partsize = min(p.settings.copy_part_bytes, p.server.control.settings().max_layer_part_bytes)
+    assert partsize == 5 * MIB
     p.server.control.reset_calls()
     started = time.monotonic()
     result = p.run()

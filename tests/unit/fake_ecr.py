@@ -183,12 +183,12 @@ class FakeEcr:
     def initiate_upload(self, where: Registry, repository: str) -> Upload:
         self._enter("InitiateLayerUpload")
         self._existing(repository, "InitiateLayerUpload")
-        upload_id = f"00000000-0000-0000-0000-{len(self.uploads):012d}"
+        upload_id = f"00000000-0000-0000-0000-{self.calls.count('InitiateLayerUpload'):012d}"  # never reused
         self.uploads[upload_id] = FakeUpload(repository)
         return Upload(upload_id, self.part_size)
 
     def upload_part(
-        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes
+        self, where: Registry, repository: str, upload_id: str, first_byte: int, last_byte: int, data: bytes | bytearray
     ) -> int:
         self._enter("UploadLayerPart")
         up = self.uploads[upload_id]

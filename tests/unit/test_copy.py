@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from ecr_tag_operator import core, metrics
 from ecr_tag_operator.copy_plan import MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, cosign_tags, part_size, plan_copy
 from ecr_tag_operator.core import Decision, Request
 from ecr_tag_operator.manifests import OCI_INDEX, OCI_MANIFEST, digest_of
-from ecr_tag_operator.model import Failure, LayerInfo, Observation
+from ecr_tag_operator.model import Failure, LayerInfo, Observation, Registry, Upload
 from ecr_tag_operator.settings import Settings
 from ecr_tag_operator.spec import parse_spec
 
@@ -96,10 +97,12 @@ def test_plan_puts_an_index_s_missing_children_verbatim_and_caps_blob_size() -> 
 
 
 def test_part_sizes_stay_within_ecr_limits() -> None:
-    assert part_size(10 * MIB, 100 * MIB) == 10 * MIB  # ECR's partSize answer
+    assert part_size(10 * MIB, 100 * MIB) == MIN_PART_BYTES  # the minimum by default: 4x a part in memory
+    assert part_size(10 * MIB, 100 * MIB, wanted=16 * MIB) == 10 * MIB  # never over ECR's partSize answer
+    assert part_size(0, None, wanted=8 * MIB) == 8 * MIB
     assert part_size(0, None) == MIN_PART_BYTES
     assert part_size(1024, None) == MIN_PART_BYTES  # never under the 5 MiB minimum
-    assert part_size(64 * MIB, None) == MAX_PART_BYTES  # never over LayerPartBlob's 20 MiB
+    assert part_size(64 * MIB, None, wanted=64 * MIB) == MAX_PART_BYTES  # never over LayerPartBlob's 20 MiB
     huge = MAX_PARTS * 5 * MIB + 1
     grown = part_size(5 * MIB, huge)
     assert -(-huge // grown) <= MAX_PARTS
@@ -124,6 +127,7 @@ def test_cross_repository_promotion_copies_missing_blobs_in_valid_parts_then_tag
     assert "BlobsCopied" in [e.reason for e in decision.events]
     assert decision.tally.copied_blobs == 2
     assert decision.tally.copied_bytes == 12 * MIB + 24
+    assert status["failures"] == []  # the blobs BatchCheckLayerAvailability missed were copied
     copy = status["copy"]
     assert copy["blobs"] == {"total": 2, "copied": 2, "skipped": 0}
     assert copy["bytes"]["copied"] == 12 * MIB + 24
@@ -349,3 +353,47 @@ def test_a_source_that_refuses_download_urls_is_a_permanent_access_denied() -> N
     assert status["copy"]["lastError"]["operation"] == "GetDownloadUrlForLayer"
     assert "InitiateLayerUpload" not in ecr.calls
     assert "v1" not in ecr.repo(PROD).tags
+
+
+class _CountingStreams(FakeEcr):
+    """Counts blobs between GetDownloadUrlForLayer and CompleteLayerUpload; each one that starts waits
+    (up to a deadline) for a second to be streaming too, so that unbounded streams would overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = 0
+        self.most = 0
+        self._cond = threading.Condition()
+
+    def download_url(self, where: Registry, repository: str, digest: str) -> str:
+        with self._cond:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.active >= 2, timeout=0.5)
+        return super().download_url(where, repository, digest)
+
+    def initiate_upload(self, where: Registry, repository: str) -> Upload:
+        with self._cond:  # the fake numbers uploads by count: one at a time
+            return super().initiate_upload(where, repository)
+
+    def complete_upload(self, where: Registry, repository: str, upload_id: str, digest: str) -> str:
+        try:
+            return super().complete_upload(where, repository, upload_id, digest)
+        finally:
+            with self._cond:
+                self.active -= 1
+
+
+def test_blobs_streaming_at_once_are_bounded_in_the_whole_process() -> None:
+    """copy_blobs_in_flight bounds the part buffers held, whatever copy_parallel_blobs allows."""
+    ecr = _CountingStreams()
+    text = manifest_of(ecr, DEV, *(blob(n, 1024 + n) for n in range(8)))
+    ecr.push(DEV, text, "build-1")
+    ecr.repo(PROD)
+    settings = SETTINGS.model_copy(update={"copy_parallel_blobs": 8, "copy_blobs_in_flight": 2})
+    raw = {"repositoryName": PROD, "source": {"tag": "build-1", "repositoryName": DEV}, "tags": ["v1"]}
+    decision = core.reconcile(Request(parse_spec(raw), {}, 1, "create"), ecr, settings, NOW, LOG)
+    assert ready(decision.status) == ("True", "InSync")
+    assert decision.status["copy"]["blobs"]["copied"] == 8
+    assert ecr.most == 2
