@@ -155,5 +155,8 @@ def test_an_index_with_referrers_is_promoted_into_another_account_and_region(
             assert ecr_server.control.calls().downloaded_bytes == before
             assert again["status"]["copy"]["bytes"]["copied"] == 0
             assert again["status"]["copy"]["blobs"]["skipped"] == again["status"]["copy"]["blobs"]["total"]
+            # What a user sees (pytest -s shows it): the copy's status, then the re-run's.
+            print(f"\n# status after the copy\n{json.dumps(status, indent=1)}")
+            print(f"\n# status after the second reconcile\n{json.dumps(again['status'], indent=1)}")
         finally:
             control_plane.kubectl("delete", "ecrtagpolicy", policy, "--ignore-not-found", check=False)
