@@ -5,7 +5,7 @@ urgent checks. Kept apart from handlers.py, which holds kopf's registrations onl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from . import authz, drift_urgency, grants
 from .core import Request
@@ -25,6 +25,19 @@ Policies = Mapping[str, Iterable[PolicyEntry]]
 NamespaceLabels = Mapping[str, Iterable[Mapping[str, str]]]
 NamespaceClaims = Mapping[str, Iterable[Holding]]
 _NO_HOLDINGS: NamespaceClaims = {}
+_T = TypeVar("_T")
+
+
+def settled(read: Callable[[], _T]) -> _T:
+    """``read`` of kopf's indexes from a handler's thread, again if the event loop changed an index
+    while a Python loop walked it ("dictionary changed size during iteration"): the handler would
+    otherwise fail and wait a minute for kopf's retry."""
+    for _ in range(8):
+        try:
+            return read()
+        except RuntimeError:
+            continue
+    return read()
 
 
 def caps_of(runtime: Runtime) -> Caps:
@@ -38,9 +51,9 @@ class Grants:
 
     def __init__(self, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> None:
         self._runtime = runtime
-        self._valid = [
-            e.parsed for entries in policies.values() for e in entries if isinstance(e.parsed, grants.Policy)
-        ]
+        self._valid = settled(
+            lambda: [e.parsed for entries in policies.values() for e in entries if isinstance(e.parsed, grants.Policy)]
+        )
         self._labels = labels
         self._kept: dict[str, grants.NamespaceGrants] = {}
         self._writes: dict[tuple[str, ClaimKey], bool] = {}
@@ -119,11 +132,13 @@ def request_for(
     me = claim_of(meta, spec, region, account)
 
     def granted(key: ClaimKey) -> list[Claim]:
-        return [c for c in tag_claims.get(key, ()) if view.grants_claim(key, c)]
+        # tuple() copies a store of kopf's index in one step of C (the GIL held): filtered afterwards.
+        return [c for c in settled(lambda: tuple(tag_claims.get(key, ()))) if view.grants_claim(key, c)]
 
     capped = None
     if allowed.refused is None and trigger != "delete":
-        capped = crowded(spec, me, caps_of(runtime), granted, namespace_claims.get(namespace, ()), region, account)
+        held = settled(lambda: tuple(namespace_claims.get(namespace, ())))
+        capped = crowded(spec, me, caps_of(runtime), granted, held, region, account)
     owners = contested(spec, me, granted, region, account) if allowed.refused is None and capped is None else {}
     tags = list(dict.fromkeys([*spec.tags, *previous_tags(status)]))
     undeletable = {
