@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -105,10 +106,29 @@ def drift_reconciles(operator: OperatorProcess) -> float:
     return metric_sum(operator.metrics(), "ecr_tag_operator_reconciles_total", trigger="drift")
 
 
+@dataclass(frozen=True)
+class DriftMark:
+    """Where a repository's drift checks stood: its BatchGetImage count and the drift reconciles."""
+
+    repository: str
+    reads: int
+    drifts: float
+
+
+def drift_mark(server: RunningEmulator, operator: OperatorProcess, repository: str) -> DriftMark:
+    return DriftMark(repository, server.control.calls().of("BatchGetImage", repository), drift_reconciles(operator))
+
+
 def wait_for_drift_cycles(
-    server: RunningEmulator, operator: OperatorProcess, repository: str, cycles: int = 3, readers: int = 1
+    server: RunningEmulator,
+    operator: OperatorProcess,
+    repository: str,
+    cycles: int = 3,
+    readers: int = 1,
+    since: DriftMark | None = None,
 ) -> None:
-    """Until the operator has checked ``repository`` for drift ``cycles`` more times.
+    """Until the operator has checked ``repository`` for drift ``cycles`` more times (than at
+    ``since``, a mark taken before an attack began, or now).
 
     A drift check of a resource whose source is in its target repository reads both with one
     BatchGetImage (coalesced per repository), so the emulator's count for the repository counts the
@@ -117,18 +137,18 @@ def wait_for_drift_cycles(
     checks may share the read or not, so then the drift reconciles must also have moved ``cycles``
     times for each of them.
     """
-    start = server.control.calls().of("BatchGetImage", repository)
-    drifts = drift_reconciles(operator)
+    mark = since or drift_mark(server, operator, repository)
+    assert mark.repository == repository
     wait_for(
         f"{cycles} drift checks of {repository}",
         lambda: (
-            server.control.calls().of("BatchGetImage", repository) >= start + cycles
-            and drift_reconciles(operator) >= drifts + cycles * readers
+            server.control.calls().of("BatchGetImage", repository) >= mark.reads + cycles
+            and drift_reconciles(operator) >= mark.drifts + cycles * readers
         ),
         timeout=cycles * 30 + 90,
         every=1.0,
     )
-    moved = drift_reconciles(operator) - drifts
+    moved = drift_reconciles(operator) - mark.drifts
     assert moved >= cycles, f"{moved} drift reconciles for {cycles} drift reads"
 
 
