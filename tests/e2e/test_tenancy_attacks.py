@@ -208,8 +208,9 @@ def test_specs_naming_ungranted_regions_make_no_client(
     assert metric_sum(operator_process.metrics(), CLIENTS) == clients
 
 
-# team-b's backlog: resources x tags PutImages of one image (ECR allows 1,000 tags per image), queued
-# on the operator's PutImage rate (10/s, ECR's default quota; the tests leave it): about 40 s.
+# team-b's backlog: resources x tags PutImages of one image, queued on the operator's own PutImage
+# rate (its default 10/s, which the tests leave; the emulator has no quota of its own): about 40 s.
+# ECR's service quotas page: "Rate of PutImage requests" 10 per second, "Tags per image" 1,000.
 BACKLOG_RESOURCES = 20
 BACKLOG_TAGS = 20
 
@@ -296,10 +297,11 @@ def test_an_index_of_thousands_of_children_keeps_a_bounded_status(
     ecr_session_client: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Attack 7, unbounded objects: team-b tags an OCI index of 2,000 children (each child one
-    PutImage of ECR's, pushed first: ECR refuses an index naming manifests it lacks,
-    ReferencedImagesNotFoundException in the PutImage reference) and checks it every 30 s. Its
-    status lists at most the capped platforms, with platformCount and platformsTruncated, under 64 KiB."""
+    """Attack 7, unbounded objects: team-b tags an OCI index of 2,000 children and checks it every
+    30 s. Its status lists at most the capped platforms, with platformCount and platformsTruncated,
+    under 64 KiB. The children are pushed first: botocore's ECR model lists
+    ReferencedImagesNotFoundException for PutImage ("The manifest list is referencing an image that
+    does not exist"); the index (about 430 KB) is under its ImageManifest max of 4,194,304."""
     team_a_ns, team_b = tenants(), tenants()
     team_a = team_a_owns_prod(control_plane, team_a_ns, unique("e2e/wide-a"), ecr_session_client, policies)
     own = unique("e2e/wide-b")
