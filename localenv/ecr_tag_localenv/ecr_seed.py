@@ -251,6 +251,70 @@ def push_index(
     )
 
 
+_ARCHITECTURES = ("amd64", "arm64", "ppc64le", "s390x", "riscv64", "386")
+
+
+def push_wide_index(
+    client: ECRClient, repository: str, tag: str | None, children: int, seed: int | str = 0
+) -> PushedImage:
+    """An OCI index of ``children`` entries, for tests of large indexes: the children share one config
+    and one layer (two blob uploads in all) and differ by an annotation, so each is one PutImage.
+
+    OCI image-spec (manifest.md, image-index.md): ``annotations`` is an optional map in both.
+    """
+    ensure_repository(client, repository)
+    rng = random.Random(f"{seed}/wide")  # noqa: S311
+    layer = _random_blob(rng, 64)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+    blobs = {upload_blob(client, repository, b): b for b in (config, layer)}
+    config_digest, layer_digest = sha256_digest(config), sha256_digest(layer)
+    pushed: list[PushedImage] = []
+    for i in range(children):
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
+                "layers": [{"mediaType": OCI_LAYER, "size": len(layer), "digest": layer_digest}],
+                "annotations": {"dev.ecrtag.seed": f"{seed}/{i}"},
+            }
+        )
+        platform = Platform("linux", _ARCHITECTURES[i % len(_ARCHITECTURES)])
+        digest = put_manifest(client, repository, manifest, None, OCI_MANIFEST)
+        pushed.append(
+            PushedImage(
+                repository=repository,
+                digest=digest,
+                manifest=manifest,
+                media_type=OCI_MANIFEST,
+                tag=None,
+                config_digest=config_digest,
+                layer_digests=(layer_digest,),
+                platform=platform,
+                blobs=blobs,
+            )
+        )
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "size": len(child.manifest.encode()),
+                    "digest": child.digest,
+                    "platform": child.platform.to_json() if child.platform else {},
+                }
+                for child in pushed
+            ],
+        }
+    )
+    digest = put_manifest(client, repository, index, tag, OCI_INDEX)
+    return PushedImage(
+        repository=repository, digest=digest, manifest=index, media_type=OCI_INDEX, tag=tag, children=tuple(pushed)
+    )
+
+
 def push_oci_index(client: ECRClient, repository: str, tag: str | None = None, seed: int | str = 0) -> PushedImage:
     """An OCI index for linux/amd64 and linux/arm64."""
     return push_index(client, repository, tag, seed, TWO_PLATFORMS, OCI_INDEX)

@@ -110,6 +110,7 @@ class Boto3Ecr:
             self._clients[key] = client
             while len(self._clients) > self._settings.max_clients:
                 self._clients.popitem(last=False)  # in-flight calls keep their reference
+            metrics.ECR_CLIENTS.set(len(self._clients))
             return client
 
     @property

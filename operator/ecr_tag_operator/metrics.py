@@ -45,6 +45,7 @@ COPIED_BYTES = Counter(
     "ecr_tag_operator_copied_bytes_total",
     "Bytes of blobs copied into target repositories (GetDownloadUrlForLayer to UploadLayerPart).",
 )
+ECR_CLIENTS = Gauge("ecr_tag_operator_ecr_clients", "AWS clients kept (one per region, role and role session).")
 COPIED_BLOBS = Counter(
     "ecr_tag_operator_copied_blobs_total",
     "Blobs copied into target repositories (CompleteLayerUpload).",

@@ -26,88 +26,29 @@ from ecr_tag_localenv.ecr_tags import tag_digest
 from ecr_tag_localenv.operator_process import OperatorProcess
 from ecr_tag_localenv.waiting import wait_for
 from tests.plugins.control_plane import fresh_namespace
-from tests.plugins.operator_process import OPERATED_PREFIX, TEST_ENV, policy_yaml
+from tests.plugins.operator_process import TEST_ENV
 
-from .helpers import condition, eit, get, metric_sum, ready, unique
+from .helpers import (
+    DRIFT,
+    OWN_ACCOUNT,
+    SHOWN_ACCOUNT,
+    WRITES,
+    PolicyApply,
+    apply,
+    condition,
+    eit,
+    for_namespaces,
+    get,
+    ready,
+    repository_calls,
+    unique,
+    wait_for_drift_cycles,
+    write_grant,
+)
 
 pytestmark = pytest.mark.e2e
 
-# moto's account for any credentials it has not been told about: the operator's own account here
-# (sts:GetCallerIdentity at start-up).
-OWN_ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "210987654321"
-# Account ids are scrubbed from what a tenant is shown.
-SHOWN_ACCOUNT = "[account]"
-# The shortest drift interval a spec may name: three drift cycles take about 90 s.
-DRIFT = "30s"
-# What a write does to a repository, and what an attack must never cause there.
-WRITES = ("PutImage", "BatchDeleteImage")
-
-PolicyApply = Callable[[str, dict[str, Any]], str]
-
-
-def apply(cluster: KubeCluster, manifest: str) -> None:
-    cluster.kubectl("apply", "-f", "-", input=manifest)
-
-
-def write_grant(*repositories: str, **entry: Any) -> dict[str, Any]:
-    """One registry entry (the operator's own account and region unless ``entry`` says otherwise)
-    granting write on ``repositories``."""
-    return {**entry, "write": [{"repositories": list(repositories)}]}
-
-
-def for_namespaces(*namespaces: str, registries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"namespaces": list(namespaces), "registries": registries}
-
-
-def repository_calls(server: RunningEmulator, repository: str) -> dict[str, int]:
-    """Every ECR call the emulator counted for one repository, by operation."""
-    counts = server.control.calls()
-    return {op: n for op, repos in counts.by_repository.items() if (n := repos.get(repository, 0))}
-
-
-def wait_for_drift_cycles(server: RunningEmulator, operator: OperatorProcess, repository: str, cycles: int = 3) -> None:
-    """Until the operator has checked ``repository`` for drift ``cycles`` more times.
-
-    A drift check of a resource whose source is in its target repository reads both with one
-    BatchGetImage (coalesced per repository), so the emulator's count for the repository counts the
-    checks; the operator's drift reconciles must have moved as much. Nothing else may read the
-    repository meanwhile.
-    """
-    start = server.control.calls().of("BatchGetImage", repository)
-    drifts = metric_sum(operator.metrics(), "ecr_tag_operator_reconciles_total", trigger="drift")
-    wait_for(
-        f"{cycles} drift checks of {repository}",
-        lambda: server.control.calls().of("BatchGetImage", repository) >= start + cycles,
-        timeout=cycles * 30 + 90,
-        every=1.0,
-    )
-    moved = metric_sum(operator.metrics(), "ecr_tag_operator_reconciles_total", trigger="drift") - drifts
-    assert moved >= cycles, f"{moved} drift reconciles for {cycles} drift reads"
-
-
-@pytest.fixture
-def policies(control_plane: KubeCluster, operator_process: OperatorProcess) -> Iterator[PolicyApply]:
-    """``apply(name, spec)`` creates or replaces an EcrTagPolicy; every one is deleted afterwards."""
-    made: set[str] = set()
-
-    def put(name: str, spec: dict[str, Any]) -> str:
-        made.add(name)
-        control_plane.kubectl("apply", "-f", "-", input=policy_yaml(name, spec))
-        return name
-
-    try:
-        yield put
-    finally:
-        for name in sorted(made):
-            control_plane.kubectl("delete", "ecrtagpolicy", name, "--ignore-not-found", check=False)
-
-
-@pytest.fixture
-def tenants(control_plane: KubeCluster, operator_process: OperatorProcess) -> Iterator[Callable[[], str]]:
-    """``new()`` makes a namespace the session's operator serves and no policy grants yet."""
-    with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(fresh_namespace(control_plane, OPERATED_PREFIX))
 
 
 def test_conflicting_claims_the_oldest_wins_and_the_next_takes_over(

@@ -9,6 +9,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from prometheus_client import REGISTRY
 
 from ecr_tag_operator import ecr
 from ecr_tag_operator.model import Registry
@@ -77,3 +78,4 @@ def test_clients_are_bounded_and_shared_per_region_role_and_namespace(monkeypatc
     for n in range(5):
         client._client(Registry(f"eu-west-{n + 1}", None))
     assert client.client_count == 3
+    assert REGISTRY.get_sample_value("ecr_tag_operator_ecr_clients") == 3  # what /metrics shows
