@@ -78,3 +78,12 @@ def test_the_dockerfile_installs_from_the_lock_on_a_base_pinned_by_digest() -> N
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "!localenv/" not in ignored
     assert "!requirements.lock" in ignored
+
+
+def test_tests_and_benchmarks_run_the_operator_with_the_images_environment() -> None:
+    from ecr_tag_localenv.operator_process import IMAGE_ENV
+
+    text = (ROOT / "Dockerfile").read_text()
+    runtime_stage = text.rsplit("FROM ", 1)[1]
+    env = dict(re.findall(r"(\w+)=(\S+)", "".join(re.findall(r"^ENV (.+)$", runtime_stage, re.M))))
+    assert IMAGE_ENV.items() <= env.items(), f"the image's ENV {env} lacks {IMAGE_ENV}"
