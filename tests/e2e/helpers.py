@@ -163,3 +163,39 @@ def is_ready(obj: dict[str, Any], status: str = "True", reason: str = "InSync") 
     cond = condition(obj, "Ready")
     observed = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
     return observed and cond.get("status") == status and cond.get("reason") == reason
+
+
+# -- a dev -> prod promotion across accounts and regions (the copy tests) -------------------------------
+
+
+def promotion_grants(
+    namespace: str, prod_account: str, prod_region: str, role_arn: str, dev_region: str
+) -> dict[str, Any]:
+    """An EcrTagPolicy's spec: ``namespace`` reads dev/** of the operator's own account in ``dev_region``
+    and writes prod/** of ``prod_account`` in ``prod_region`` through ``role_arn``."""
+    return {
+        "namespaces": [namespace],
+        "registries": [
+            {"regions": [dev_region], "read": [{"repositories": ["dev/**"]}]},
+            {
+                "registryId": prod_account,
+                "regions": [prod_region],
+                "roleArn": role_arn,
+                "write": [{"repositories": ["prod/**"]}],
+            },
+        ],
+    }
+
+
+def promotion_spec(
+    dev: tuple[str, str, str], prod: tuple[str, str, str], source_tag: str = "build-1", tags: tuple[str, ...] = ("v1",)
+) -> dict[str, Any]:
+    """An EcrImageTag's spec promoting ``source_tag`` of ``dev`` to ``prod``, each (account, region, repository)."""
+    (dev_account, dev_region, dev_repo), (prod_account, prod_region, prod_repo) = dev, prod
+    return {
+        "repositoryName": prod_repo,
+        "registryId": prod_account,
+        "region": prod_region,
+        "source": {"tag": source_tag, "repositoryName": dev_repo, "registryId": dev_account, "region": dev_region},
+        "tags": list(tags),
+    }

@@ -24,7 +24,7 @@ from ecr_tag_operator.manifests import ACCEPTED_MEDIA_TYPES, OCI_MANIFEST
 from tests.plugins.control_plane import fresh_namespace
 from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
 
-from .helpers import condition, eit, get, unique
+from .helpers import condition, eit, get, promotion_grants, promotion_spec, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -95,35 +95,10 @@ def test_an_index_with_referrers_is_promoted_into_another_account_and_region(
             "apply",
             "-f",
             "-",
-            input=policy_yaml(
-                policy,
-                {
-                    "namespaces": [namespace],
-                    "registries": [
-                        {"regions": [DEV_REGION], "read": [{"repositories": ["dev/**"]}]},
-                        {
-                            "registryId": ACCOUNT_B,
-                            "regions": [PROD_REGION],
-                            "roleArn": role.role_arn,
-                            "write": [{"repositories": ["prod/**"]}],
-                        },
-                    ],
-                },
-            ),
+            input=policy_yaml(policy, promotion_grants(namespace, ACCOUNT_B, PROD_REGION, role.role_arn, DEV_REGION)),
         )
         try:
-            spec = {
-                "repositoryName": prod_repo,
-                "registryId": ACCOUNT_B,
-                "region": PROD_REGION,
-                "source": {
-                    "tag": "build-1",
-                    "repositoryName": dev_repo,
-                    "registryId": DEFAULT_ACCOUNT,
-                    "region": DEV_REGION,
-                },
-                "tags": ["v1"],
-            }
+            spec = promotion_spec((DEFAULT_ACCOUNT, DEV_REGION, dev_repo), (ACCOUNT_B, PROD_REGION, prod_repo))
             before = ecr_server.control.calls().downloaded_bytes
             control_plane.kubectl("apply", "-f", "-", input=eit("web", namespace, **spec))
             obj = wait_ready(control_plane, namespace, "web", 1)

@@ -28,7 +28,7 @@ from ecr_tag_localenv.operator_process import OperatorProcess
 from tests.plugins.control_plane import fresh_namespace
 from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
 
-from .helpers import eit, get, unique
+from .helpers import eit, get, promotion_grants, promotion_spec, unique
 from .oci_cli import OciClients, OciCommandError, login
 from .test_copy_promotion import DEV_REGION, PROD_REGION, wait_ready
 from .test_real_clients import COSIGN_BUNDLE_TYPE, SBOM_TYPE, layer_tarball, sha256
@@ -113,35 +113,10 @@ def test_real_clients_validate_verify_and_discover_what_was_copied_into_another_
             "apply",
             "-f",
             "-",
-            input=policy_yaml(
-                policy,
-                {
-                    "namespaces": [namespace],
-                    "registries": [
-                        {"regions": [DEV_REGION], "read": [{"repositories": ["dev/**"]}]},
-                        {
-                            "registryId": ACCOUNT_B,
-                            "regions": [PROD_REGION],
-                            "roleArn": role.role_arn,
-                            "write": [{"repositories": ["prod/**"]}],
-                        },
-                    ],
-                },
-            ),
+            input=policy_yaml(policy, promotion_grants(namespace, ACCOUNT_B, PROD_REGION, role.role_arn, DEV_REGION)),
         )
         try:
-            spec = {
-                "repositoryName": prod_repo,
-                "registryId": ACCOUNT_B,
-                "region": PROD_REGION,
-                "source": {
-                    "tag": "build-1",
-                    "repositoryName": dev_repo,
-                    "registryId": DEFAULT_ACCOUNT,
-                    "region": DEV_REGION,
-                },
-                "tags": ["v1"],
-            }
+            spec = promotion_spec((DEFAULT_ACCOUNT, DEV_REGION, dev_repo), (ACCOUNT_B, PROD_REGION, prod_repo))
             control_plane.kubectl("apply", "-f", "-", input=eit("signed", namespace, **spec))
             try:
                 status = wait_ready(control_plane, namespace, "signed", 1, timeout=60)["status"]

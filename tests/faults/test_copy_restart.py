@@ -31,7 +31,7 @@ from ecr_tag_localenv.ecr_faults import FaultRule
 from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_localenv.waiting import wait_for
 from ecr_tag_operator.manifests import OCI_MANIFEST
-from tests.e2e.helpers import condition, eit, get, unique
+from tests.e2e.helpers import condition, eit, get, promotion_grants, promotion_spec, unique
 from tests.ecr.oci_http import login
 from tests.plugins.operator_process import policy_yaml
 
@@ -112,35 +112,13 @@ def test_sigkill_mid_blob_then_restart_completes_the_copy_with_the_right_digest_
 
     namespace = new_namespace(fault_cluster)
     policy = f"copy-{namespace}"
-    grants = {
-        "namespaces": [namespace],
-        "registries": [
-            {"regions": [DEV_REGION], "read": [{"repositories": ["dev/**"]}]},
-            {
-                "registryId": ACCOUNT_B,
-                "regions": [PROD_REGION],
-                "roleArn": role.role_arn,
-                "write": [{"repositories": ["prod/**"]}],
-            },
-        ],
-    }
+    grants = promotion_grants(namespace, ACCOUNT_B, PROD_REGION, role.role_arn, DEV_REGION)
     fault_cluster.kubectl("apply", "-f", "-", input=policy_yaml(policy, grants))
     operator = operators(fault_cluster, namespace)
     try:
         operator.start()
         fault_ecr.control.reset_calls()
-        spec = {
-            "repositoryName": prod_repo,
-            "registryId": ACCOUNT_B,
-            "region": PROD_REGION,
-            "source": {
-                "tag": "build-1",
-                "repositoryName": dev_repo,
-                "registryId": DEFAULT_ACCOUNT,
-                "region": DEV_REGION,
-            },
-            "tags": ["v1"],
-        }
+        spec = promotion_spec((DEFAULT_ACCOUNT, DEV_REGION, dev_repo), (ACCOUNT_B, PROD_REGION, prod_repo))
         fault_cluster.kubectl("apply", "-f", "-", input=eit("big", namespace, **spec))
 
         # Kill once a few parts of the big blob are in (the config is one part of its own).
