@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ecr_tag_localenv.waiting import wait_for
 from ecr_tag_operator.batching import SharedReads
 from ecr_tag_operator.manifests import digest_of
 from ecr_tag_operator.model import (
@@ -195,9 +195,7 @@ def test_writes_of_one_quota_go_round_robin_across_namespaces() -> None:
 
     with ThreadPoolExecutor(12) as pool:
         backlog = [pool.submit(write, "team-b") for _ in range(10)]
-        deadline = time.monotonic() + 10
-        while bucket.waiting < 9 and time.monotonic() < deadline:  # team-b's calls are queued
-            time.sleep(0.005)  # poll interval
+        wait_for("team-b's calls queued", lambda: bucket.waiting >= 9, timeout=10, every=0.005)
         waiting_before = bucket.waiting
         single = pool.submit(write, "team-a")
         for f in [*backlog, single]:
@@ -230,14 +228,15 @@ def test_fair_writes_setting_chooses_round_robin_or_arrival_order(fair: bool, se
         futures = []
         for tenant in ["team-b"] * 5 + ["team-a"]:
             futures.append(pool.submit(write, tenant))
-            deadline = time.monotonic() + 10
-            while bucket.waiting < len(futures) and time.monotonic() < deadline:  # queued in this order
-                time.sleep(0.001)  # poll interval
+            wait_for("writes queued in this order", lambda: bucket.waiting >= len(futures), timeout=10, every=0.001)
         assert bucket.waiting == 6
-        deadline = time.monotonic() + 10
-        while len(order) < 6 and time.monotonic() < deadline:
-            now[0] += 0.001  # one token
-            time.sleep(0.002)  # poll interval
+
+        def served() -> bool:
+            if len(order) < 6:
+                now[0] += 0.001  # one token
+            return len(order) >= 6
+
+        wait_for("every write served", served, timeout=10, every=0.002)
         for f in futures:
             f.result(timeout=10)
     assert order.count("team-b") == 5
