@@ -31,7 +31,7 @@ from tests.plugins.operator_process import OPERATED_PREFIX, policy_yaml
 from .helpers import eit, get, promotion_grants, promotion_spec, unique
 from .oci_cli import OciClients, OciCommandError, login
 from .test_copy_promotion import DEV_REGION, PROD_REGION, wait_ready
-from .test_real_clients import COSIGN_BUNDLE_TYPE, SBOM_TYPE, layer_tarball, sha256
+from .test_real_clients import COSIGN_BUNDLE_TYPE, SBOM_TYPE, push_two_platform_index, sha256
 
 pytestmark = pytest.mark.e2e
 
@@ -43,25 +43,8 @@ def build_signed_index(clients: OciClients, ref: str, tmp: Path, keys: Path) -> 
     """crane pushes a two-platform index as ``ref:build-1``; cosign signs it by key (no Fulcio, no Rekor:
     no network) and oras attaches an SBOM to it. Returns the index digest, each platform's child digest,
     and the SBOM manifest's digest."""
-    base = layer_tarball(tmp / "base.tar", {"etc/os-release": b"NAME=copied\n"})
-    clients.crane("append", "--oci-empty-base", "-f", str(base), "-t", f"{ref}:base")
-    children: dict[str, str] = {}
-    for arch in ("amd64", "arm64"):
-        layer = layer_tarball(tmp / f"{arch}.tar", {"app/arch.txt": f"{arch} of {ref}\n".encode()})
-        pushed = clients.crane(
-            "mutate", f"{ref}:base", "--append", str(layer), "--set-platform", f"linux/{arch}", "--repo", ref
-        )
-        children[arch] = pushed.rsplit("@", 1)[1]
-    index = clients.crane(
-        "index",
-        "append",
-        "-m",
-        f"{ref}@{children['amd64']}",
-        "-m",
-        f"{ref}@{children['arm64']}",
-        "-t",
-        f"{ref}:build-1",
-    ).rsplit("@", 1)[1]
+    files = {arch: f"{arch} of {ref}\n".encode() for arch in ("amd64", "arm64")}
+    index, children = push_two_platform_index(clients, ref, tmp, b"NAME=copied\n", files)
     clients.cosign("generate-key-pair", cwd=keys)
     clients.cosign(
         "sign", "--key", str(keys / "cosign.key"), "--tlog-upload=false", "--use-signing-config=false", "-y", *HTTP,

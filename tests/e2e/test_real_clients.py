@@ -57,6 +57,26 @@ def exported_files(tar_bytes: bytes) -> dict[str, bytes]:
         return out
 
 
+def push_two_platform_index(
+    clients: OciClients, ref: str, tmp: Path, os_release: bytes, files: dict[str, bytes]
+) -> tuple[str, dict[str, str]]:
+    """crane pushes an index of two platforms as ``ref:build-1``: a shared base layer (``os_release``)
+    and, per platform of ``files`` (amd64, arm64), a layer holding ``app/arch.txt``. Returns the
+    index digest and each platform's child digest."""
+    base = layer_tarball(tmp / "base.tar", {"etc/os-release": os_release})
+    clients.crane("append", "--oci-empty-base", "-f", str(base), "-t", f"{ref}:base")
+    children: dict[str, str] = {}
+    for arch, content in files.items():
+        layer = layer_tarball(tmp / f"{arch}.tar", {"app/arch.txt": content})
+        pushed = clients.crane(
+            "mutate", f"{ref}:base", "--append", str(layer), "--set-platform", f"linux/{arch}", "--repo", ref
+        )
+        children[arch] = pushed.rsplit("@", 1)[1]
+    manifests = [arg for arch in files for arg in ("-m", f"{ref}@{children[arch]}")]
+    index = clients.crane("index", "append", *manifests, "-t", f"{ref}:build-1").rsplit("@", 1)[1]
+    return index, children
+
+
 def promote(cluster: KubeCluster, namespace: str, name: str, repo: str, source_tag: str, tags: list[str]) -> None:
     cluster.kubectl(
         "apply", "-f", "-", input=eit(name, namespace, repositoryName=repo, source={"tag": source_tag}, tags=tags)
@@ -86,28 +106,8 @@ def test_crane_multi_platform_image_is_retagged_byte_for_byte(
     registry = login(oci_clients, ecr_session_client)
     ref = f"{registry}/{repo}"
 
-    base = layer_tarball(tmp_path / "base.tar", {"etc/os-release": b"NAME=e2e\n"})
-    oci_clients.crane("append", "--oci-empty-base", "-f", str(base), "-t", f"{ref}:base")
-    children: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    for arch in ("amd64", "arm64"):
-        files[arch] = f"built for {arch} in {repo}\n".encode()
-        layer = layer_tarball(tmp_path / f"{arch}.tar", {"app/arch.txt": files[arch]})
-        pushed = oci_clients.crane(
-            "mutate", f"{ref}:base", "--append", str(layer), "--set-platform", f"linux/{arch}", "--repo", ref
-        )
-        children[arch] = pushed.rsplit("@", 1)[1]
-    index_ref = oci_clients.crane(
-        "index",
-        "append",
-        "-m",
-        f"{ref}@{children['amd64']}",
-        "-m",
-        f"{ref}@{children['arm64']}",
-        "-t",
-        f"{ref}:build-1",
-    )
-    index_digest = index_ref.rsplit("@", 1)[1]
+    files = {arch: f"built for {arch} in {repo}\n".encode() for arch in ("amd64", "arm64")}
+    index_digest, children = push_two_platform_index(oci_clients, ref, tmp_path, b"NAME=e2e\n", files)
     source_bytes = oci_clients.run("crane", "--insecure", "manifest", f"{ref}:build-1")
     assert sha256(source_bytes) == index_digest
     # The login is what lets crane in: with no credentials the registry answers 401, as ECR does.
