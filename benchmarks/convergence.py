@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -494,6 +495,21 @@ def operator_version() -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "operator_dirty": sorted(line[3:] for line in dirty.stdout.splitlines())}
 
 
+@contextmanager
+def cluster_and_emulator(bin_dir: Path, prefix: str) -> Iterator[tuple[RunningEmulator, ControlPlane, Api]]:
+    """A local control plane with the CRDs and an allow-all EcrTagPolicy, and an ECR emulator that
+    enforces ECR's quotas (its logs in a temporary directory named ``prefix``...)."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        start_emulator(extra_args=["--ecr-quotas"], log_dir=Path(tmp)) as ecr,
+        ControlPlane(bin_dir) as cp,
+    ):
+        cp.install_crds(repo_root() / CRD)
+        cp.install_crds(repo_root() / POLICY_CRD)
+        cp.kubectl("apply", "-f", "-", input=ALLOW_ALL)
+        yield ecr, cp, Api(cp)
+
+
 def run_size(
     n: int,
     bin_dir: Path,
@@ -507,15 +523,7 @@ def run_size(
 ) -> dict[str, Any]:
     every = 1.0 if n <= 1000 else 2.0
     result: dict[str, Any] = {"n": n, "repositories": REPOSITORIES, "images_per_repo": images_per_repo}
-    with (
-        tempfile.TemporaryDirectory(prefix="ecr-tag-benchmark-") as tmp,
-        start_emulator(extra_args=["--ecr-quotas"], log_dir=Path(tmp)) as ecr,
-        ControlPlane(bin_dir) as cp,
-    ):
-        cp.install_crds(repo_root() / CRD)
-        cp.install_crds(repo_root() / POLICY_CRD)
-        cp.kubectl("apply", "-f", "-", input=ALLOW_ALL)
-        api = Api(cp)
+    with cluster_and_emulator(bin_dir, "ecr-tag-benchmark-") as (ecr, cp, api):
         try:
             api.ensure_namespaces(namespaces())
             say(f"N={n}: seeding {REPOSITORIES * 2 * images_per_repo} images")

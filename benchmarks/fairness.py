@@ -29,7 +29,6 @@ import json
 import math
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,18 +37,16 @@ from typing import Any
 
 from ecr_tag_localenv import ecr_seed
 from ecr_tag_localenv.clients import plain_client
-from ecr_tag_localenv.control_plane import ControlPlane, ensure_binaries, repo_root
+from ecr_tag_localenv.control_plane import ensure_binaries
 from ecr_tag_localenv.ecr_control import FaultRule
-from ecr_tag_localenv.ecr_launcher import RunningEmulator, start_emulator
+from ecr_tag_localenv.ecr_launcher import RunningEmulator
 from ecr_tag_localenv.operator_process import OperatorProcess
 
 from . import procstat, promtext
 from .convergence import (
-    ALLOW_ALL,
-    CRD,
     LATENCY_MS,
-    POLICY_CRD,
     calls_in,
+    cluster_and_emulator,
     latency_summary,
     log_summary,
     operator_version,
@@ -144,15 +141,7 @@ def run_mode(
         **MODES[mode],
     }
     result: dict[str, Any] = {"mode": mode, "operator_env": operator_env}
-    with (
-        tempfile.TemporaryDirectory(prefix="ecr-tag-fairness-") as tmp,
-        start_emulator(extra_args=["--ecr-quotas"], log_dir=Path(tmp)) as ecr,
-        ControlPlane(bin_dir) as cp,
-    ):
-        cp.install_crds(repo_root() / CRD)
-        cp.install_crds(repo_root() / POLICY_CRD)
-        cp.kubectl("apply", "-f", "-", input=ALLOW_ALL)
-        api = Api(cp)
+    with cluster_and_emulator(bin_dir, "ecr-tag-fairness-") as (ecr, cp, api):
         try:
             api.ensure_namespaces([A, B])
             seed(ecr, b_images(b_objects, b_tags))
