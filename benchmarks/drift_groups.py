@@ -94,7 +94,7 @@ def simulate(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.drift_groups", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000,5000")
-    parser.add_argument("--early", default="0.1,0.2,0.3", help="drift_early fractions to compare")
+    parser.add_argument("--early", default="0.1,0.2,0.3,0.5", help="drift_early fractions to compare")
     parser.add_argument("--interval", type=float, default=30.0, help="driftCheckInterval, seconds")
     parser.add_argument("--quota", type=float, default=10.0, help="first syncs spread over N / quota seconds")
     parser.add_argument("--minutes", type=float, default=10.0, help="simulated minutes counted")
