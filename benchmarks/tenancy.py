@@ -12,8 +12,10 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    scan), the p99 and max lag of a probe coroutine on the event loop while it runs, how many
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
-   collector as Python leaves it, once with the heap frozen after the first tick as the operator runs
-   (drift_scheduler.Heap); each run ends with one full collection, timed.
+   collector as Python leaves it, once with the heap frozen in steps as the operator runs it
+   (heap.Heap: frozen before the index exists, then while it is built in 10 steps, as kopf indexes a
+   start's resources over seconds; each step's pause timed); each run ends with one full
+   collection, timed.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
 4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for
@@ -35,7 +37,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -45,9 +47,10 @@ import kopf
 from benchmarks import procstat
 from ecr_tag_operator import authz, handlers, views
 from ecr_tag_operator.drift_schedule import Entry
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Scan, Tuning, Urgent
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Scan, Tuning, Urgent
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
+from ecr_tag_operator.heap import Heap
 from ecr_tag_operator.model import Registry
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.ratelimit import FairBucket, TokenBucket
@@ -122,11 +125,13 @@ class Cluster:
     """N resources claiming the same 100 tags of one repository, indexed by the operator's own index
     functions: as the statuses stand after the first reconciles, all but the oldest lost every tag."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, grown: Callable[[set[str]], None] = lambda _: None, steps: int = 10) -> None:
         self.memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333"))  # type: ignore[arg-type]
         self.claims, self.entries = Index(), Index()
         for i in range(n):
             self.put(i, *resource(i, TAGS, lost=i > 0))
+            if (i + 1) % max(1, n // steps) == 0 or i + 1 == n:
+                grown(self.uids())  # the operator's heap task looks every second while kopf indexes
         policy = parse_policy("all", {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]})
         self.policies: dict[str, list[PolicyEntry]] = {"all": [PolicyEntry(policy, 1, "1")]}
         self.labels: dict[str, list[dict[str, str]]] = {f"team-{k}": [{}] for k in range(NAMESPACES)}
@@ -135,6 +140,9 @@ class Cluster:
         acckey = (meta["namespace"], meta["name"], meta["uid"])
         self.claims.replace(acckey, handlers.tag_claims(meta=meta, spec=spec, memo=self.memo))
         self.entries.replace(acckey, handlers.drift_entries(meta=meta, spec=spec, status=status, memo=self.memo))
+
+    def uids(self) -> set[str]:
+        return {e.uid for store in self.entries.items.values() for e in store.values()}
 
     def delete(self, i: int) -> None:
         meta, _, _ = resource(i, TAGS, lost=False)
@@ -219,10 +227,20 @@ async def probed(work: Any) -> tuple[float, list[float]]:
 def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     """One drift scheduler as the operator runs it, over the cluster's indexes, ticked after each of
     a series of changes; CPU of each tick, the event loop's lag while it runs and the collector's
-    pauses meanwhile. With ``heap`` (as the operator runs it) the heap is frozen after the first tick;
-    without, every full collection walks the indexes. Ends with one full collection, timed."""
+    pauses meanwhile. With ``heap`` (as the operator runs it) the heap is frozen before the indexes
+    exist and after each tenth of them is built, each freeze timed; without, every full collection
+    walks the indexes. Ends with one full collection, timed."""
     gc.collect()
-    cluster = Cluster(n)
+    freezes: list[float] = []
+
+    def grown(live: set[str]) -> None:
+        if heap is not None:
+            start = time.perf_counter()
+            if heap.grew(live):
+                freezes.append(time.perf_counter() - start)
+
+    grown(set())  # the operator's start: before kopf indexes anything
+    cluster = Cluster(n, grown=grown)
     runtime = runtime_of(cluster.memo)
     urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
     store = Nowhere()
@@ -253,7 +271,6 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         ),
         clock=lambda: NOW,
         ready=lambda: True,
-        heap=heap,
     )
     newest = n
     lifted = PolicyEntry(
@@ -300,7 +317,13 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     start = time.perf_counter()
     gc.collect()
     full = time.perf_counter() - start
-    figures = {"n": n, "claims": sum(len(v) for v in cluster.claims.items.values()), "rows": rows, "full_gc": full}
+    figures = {
+        "n": n,
+        "claims": sum(len(v) for v in cluster.claims.items.values()),
+        "rows": rows,
+        "full_gc": full,
+        "freezes": freezes,
+    }
     gc.unfreeze()  # what follows measures without this run's heap frozen
     return figures
 
@@ -423,6 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"(ms) / resources asked again / checks picked / full collections, longest gc pause (ms) in the change and tick "
                     f"| {1000 * cpu:.1f}, {1000 * scan:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} "
                     f"/ {picked} / {full}, {1000 * pause:.1f} |"
+                )
+            if heap is not None:
+                pauses = t["freezes"]
+                rows.append(
+                    f"| N={n}, {how}: freezes while the index was built (the first before it): count, longest, "
+                    f"total (ms) | {len(pauses)}, {1000 * max(pauses, default=0):.1f}, {1000 * sum(pauses):.1f} |"
                 )
             rows.append(f"| N={n}, {how}: one full collection after the ticks (ms) | {1000 * t['full_gc']:.1f} |")
     say("index memory")

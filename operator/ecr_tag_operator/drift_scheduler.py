@@ -16,7 +16,6 @@ sends back to every watcher) costs more than the check. When it checked is remem
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,35 +62,6 @@ class Tuning:
     hold: float  # after a check, before the same resource is picked again (its status event may lag)
 
 
-class Heap:
-    """Keeps the long-lived indexes out of the cyclic garbage collector's full collections.
-
-    kopf's indexes (with their reverse sets: one key per tag per resource) and the urgency's sorted
-    claims are millions of references at 10,000 resources sharing 100 tags; a full collection walks
-    them all on whichever thread allocates, holding the GIL: 0.3 to 1 s with the event loop stopped
-    (benchmarks/tenancy.py). So once the indexes are built (the first tick after kopf handles
-    objects) the heap is collected once and frozen (gc.freeze): later full collections walk only
-    what came since. When a quarter more resources than were frozen have been indexed since, the
-    heap is unfrozen, collected and frozen again: about as often as Python would walk it anyway for
-    that many new objects, and never while the resources stay the same. What was frozen and has
-    become cyclic garbage meanwhile is freed at that collection."""
-
-    def __init__(self, growth: float = 0.25) -> None:
-        self._growth = growth
-        self._frozen: set[str] | None = None  # the uids indexed at the last freeze
-        self.freezes = 0
-
-    def after_tick(self, live: set[str]) -> None:
-        frozen = self._frozen
-        if frozen is not None and len(live - frozen) <= self._growth * max(len(frozen), 1):
-            return
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        self._frozen = set(live)
-        self.freezes += 1
-
-
 class DriftScheduler:
     def __init__(
         self,
@@ -106,7 +76,6 @@ class DriftScheduler:
         tuning: Tuning,
         clock: Callable[[], datetime],
         ready: Callable[[], bool],
-        heap: Heap | None = None,
     ) -> None:
         self._entries = entries
         # Called on the event loop each tick (it copies what it needs of the grant indexes); the scan it
@@ -120,7 +89,6 @@ class DriftScheduler:
         self._tuning = tuning
         self._clock = clock
         self._ready = ready  # False until kopf handles objects: its indexes may be incomplete before
-        self._heap = heap  # frozen after ticks that found the indexes built or grown (None: never)
         self._held: dict[str, datetime] = {}
         self._checked: dict[str, datetime] = {}  # uid -> when this process last checked it
         self._pool = ThreadPoolExecutor(tuning.group_size * tuning.parallel_groups, thread_name_prefix="drift")
@@ -168,8 +136,6 @@ class DriftScheduler:
         # The scan is CPU work over every resource: on a thread, so the event loop (kopf's watches,
         # the liveness probe) is not held up by it.
         groups = await asyncio.to_thread(work)
-        if self._heap is not None:
-            self._heap.after_tick(live)  # after the scan: the urgency's index is built by then
         slots = asyncio.Semaphore(t.parallel_groups)
 
         async def one_group(group: list[Pick]) -> int:

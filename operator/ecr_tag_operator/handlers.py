@@ -17,7 +17,8 @@ from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
-from .drift_scheduler import DriftScheduler, Heap, Tuning
+from .drift_scheduler import DriftScheduler, Tuning
+from .heap import Heap
 from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
@@ -312,8 +313,6 @@ async def start_drift_scheduler(
         ),
         clock=runtime.clock,
         ready=runtime.handling.is_set,
-        # Full garbage collections over the built indexes would stop the event loop for up to a second.
-        heap=Heap(),
     )
     policy_store = KubeObjects(
         lambda: runtime.credentials,
@@ -336,12 +335,15 @@ async def start_drift_scheduler(
     memo["drift_store"] = store
     memo["policy_store"] = policy_store
     memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
+    # Full garbage collections over the built indexes would stop the event loop for half a second.
+    live = lambda: {entry.uid for values in drift_entries.values() for entry in values}  # noqa: E731
+    memo["heap_task"] = asyncio.create_task(Heap().run(live), name="ecr-tag-operator heap")
     memo["policy_task"] = asyncio.create_task(reporter.run(), name="ecr-tag-operator policy status")
 
 
 @kopf.on.cleanup()
 async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("drift_task", "policy_task"):
+    for name in ("drift_task", "policy_task", "heap_task"):
         task = memo.get(name)
         if isinstance(task, asyncio.Task):
             task.cancel()
