@@ -44,9 +44,10 @@ Prefix = tuple[str, str, str]  # (effective account, region, repository): a clai
 _NONE: Leaders = (None, None)
 _FEW = 8  # moves of one key bisected into place; more are appended and the key sorted once
 # Claims integrated per update. At 10,000 resources of 100 shared tags (1M claims, benchmarks.tenancy)
-# the first tick's scan took ~190 ms integrating them all at once; 200,000 per update is ~45 ms a tick
-# (about 15 ms of it is sorting the 10,000 arrivals and the rest of the scan), 5 ticks to the whole
-# answer, within the ~60 ms of CPU aimed at for a tick's scan; steady ticks are unaffected.
+# the first tick's scan took ~180 ms integrating them all at once. 200,000 per update: ~46 ms a tick
+# for 5 ticks, within the ~60 ms of CPU aimed at for a scan (~20 ms of it is per update whatever the
+# budget: the 10,000 arrivals sorted, the rest of the scan; 100,000 is ~32 ms for 10 ticks). Steady
+# ticks are unaffected: their arrivals are few.
 ARRIVALS_PER_UPDATE = 200_000
 
 
