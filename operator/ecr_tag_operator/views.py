@@ -163,14 +163,16 @@ class Urgency:
         policies: Policies,
         labels: NamespaceLabels,
         namespace_claims: NamespaceClaims = _NO_HOLDINGS,
+        arrivals_per_update: int = drift_urgency.ARRIVALS_PER_UPDATE,
     ) -> None:
         self._runtime = runtime
+        self._budget = arrivals_per_update
         self._policies = policies
         self._labels = labels
         self._holdings = namespace_claims
         self._seen: tuple[Any, Any] | None = None
         self._view: Grants | None = None
-        self.kept = drift_urgency.Urgency(runtime.settings.region, runtime.own_account)
+        self.kept = self._afresh()
 
     def prepare(self) -> Callable[[Sequence[Entry]], Urgent]:
         policies = {k: tuple(v) for k, v in self._policies.items()}
@@ -190,7 +192,7 @@ class Urgency:
                 urgent = self.kept.update(entries, view)
             except Exception:
                 # Half an update is no answer: the next tick starts afresh.
-                self.kept = drift_urgency.Urgency(self._runtime.settings.region, self._runtime.own_account)
+                self.kept = self._afresh()
                 raise
             capped = [e for e in entries if e.ready_reason == Reason.TOO_MANY_CLAIMS]
             if not capped:
@@ -202,6 +204,9 @@ class Urgency:
 
         return scan
 
+    def _afresh(self) -> drift_urgency.Urgency:
+        return drift_urgency.Urgency(self._runtime.settings.region, self._runtime.own_account, self._budget)
+
     def _fitting(self, capped: Sequence[Entry], view: Grants, holdings: NamespaceClaims) -> set[str]:
         kept = self.kept
         queues = Queues(
@@ -212,6 +217,8 @@ class Urgency:
         region, account = self._runtime.settings.region, self._runtime.own_account
         out = set()
         for entry in capped:
+            if not kept.integrated(entry.uid):
+                continue  # its older rivals may not all be in kept.claims_of yet: at a later tick
             prefix = claim_prefix(entry, region, account)
             keys = [(*prefix, tag) for tag in entry.tags]
             if not view.allows(entry) or queues.crowded(keys, entry.claim) is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ecr_tag_operator import views
+from ecr_tag_operator import drift_urgency, views
 from ecr_tag_operator.drift_schedule import Entry, entry_of
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.ownership import Claim, ClaimKey, claim_of, claims, contested
@@ -108,9 +108,9 @@ def owners_now(resources: list[Resource], policies: Any) -> Callable[[Resource],
 class Tick:
     """The scheduler's use of views.Urgency: prepare on the loop, scan the entries."""
 
-    def __init__(self, policies: dict[str, Any]) -> None:
+    def __init__(self, policies: dict[str, Any], budget: int = drift_urgency.ARRIVALS_PER_UPDATE) -> None:
         self.policies = policies
-        self.urgency = views.Urgency(RUNTIME, self.policies, LABELS)
+        self.urgency = views.Urgency(RUNTIME, self.policies, LABELS, arrivals_per_update=budget)
         self.kept: dict[str, Entry] = {}  # as kopf's index keeps an unchanged entry's object
 
     def __call__(self, resources: list[Resource]) -> set[str]:
@@ -195,14 +195,19 @@ def test_a_start_with_many_and_a_grant_that_moves_every_owner() -> None:
     assert tick(resources) == reference(resources, tick.policies)
 
 
+@pytest.mark.parametrize("budget", [drift_urgency.ARRIVALS_PER_UPDATE, 3])
 @pytest.mark.parametrize(("seed", "batch"), [(seed, 3) for seed in range(12)] + [(seed, 40) for seed in range(6)])
-def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int, batch: int) -> None:
-    """Up to ``batch`` changes between ticks: a few are moved one by one, many in bulk."""
+def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int, batch: int, budget: int) -> None:
+    """Up to ``batch`` changes between ticks: a few are moved one by one, many in bulk. With a budget
+    of 3 claims per update most changes take a few ticks to be integrated, and more changes come
+    meanwhile: only an integrated resource is ever urgent, and once ticks without changes have
+    integrated everything the answer is the one from scratch."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible sequence of changes, not a secret
+    settle = random.Random(-seed)  # noqa: S311 - whether to wait for the build: apart, so changes stay the same
     tags = ["a", "b", "c", "d"]
     grants = policy()
     resources: list[Resource] = []
-    tick = Tick(grants)
+    tick = Tick(grants, budget)
     made = 0
     for _ in range(60 if batch < 10 else 25):
         for _ in range(rng.randint(1, batch)):
@@ -232,4 +237,105 @@ def test_the_kept_answer_is_the_answer_from_scratch_after_any_changes(seed: int,
                 granted = rng.sample(tags, rng.randint(1, 4))
                 namespaces = rng.sample(list(LABELS), rng.randint(1, 3))
                 tick.policies["all"] = policy(tags=granted, namespaces=namespaces)["all"]
-        assert tick(resources) == reference(resources, tick.policies)
+        urgent = tick(resources)
+        assert all(tick.urgency.kept.integrated(uid) for uid in urgent)
+        if tick.urgency.kept.pending and settle.random() < 0.5:
+            continue  # more changes before the build is done
+        for _ in range(len(resources)):  # each update integrates one resource at least
+            if not tick.urgency.kept.pending:
+                break
+            urgent = tick(resources)
+            assert all(tick.urgency.kept.integrated(uid) for uid in urgent)
+        assert tick.urgency.kept.pending == 0
+        assert urgent == reference(resources, tick.policies)
+
+
+def start(count: int, budget: int) -> tuple[list[Resource], Tick, dict[str, list[PolicyEntry]]]:
+    """``count`` settled resources of three tags, in three namespaces, created in a shuffled order
+    (ownership's order is not the index's); a tick that has not seen them yet."""
+    grants = policy()
+    order = list(range(count))
+    random.Random(count).shuffle(order)  # noqa: S311 - a reproducible order, not a secret
+    resources = [Resource(n, ["prod", "stable", f"rel-{n % 4}"], f"b{n % 5}", f"team-{n % 3}") for n in order]
+    settle_all(resources, grants)
+    return resources, Tick(grants, budget), grants
+
+
+def oldest(resources: list[Resource], count: int) -> list[Resource]:
+    return sorted(resources, key=lambda r: drift_urgency.row_of(r.entry()))[:count]
+
+
+def test_a_start_is_integrated_oldest_first_within_the_budget_of_each_update() -> None:
+    """40 resources of 3 claims each, 10 claims per update: 3 resources (9 claims) per update, the
+    oldest first, until all 40 are in: ceil(40 / 3) = 14 updates."""
+    resources, tick, _ = start(40, 10)
+    tick(resources)
+    kept = tick.urgency.kept
+    assert kept.pending == 37
+    first = oldest(resources, 3)
+    assert {r.meta["uid"] for r in resources if kept.integrated(r.meta["uid"])} == {r.meta["uid"] for r in first}
+    key = (ACCOUNT, REGION, "shared/web", "prod")
+    assert kept.claims_of(key) == [claim_of(r.meta, parse_spec(r.spec), REGION, ACCOUNT) for r in first]
+    updates = 1
+    while kept.pending:
+        before = kept.pending
+        tick(resources)
+        updates += 1
+        assert kept.pending == max(before - 3, 0)
+        integrated = [r for r in resources if kept.integrated(r.meta["uid"])]
+        assert sorted(r.meta["uid"] for r in integrated) == sorted(
+            r.meta["uid"] for r in oldest(resources, 40 - kept.pending)
+        )
+    assert updates == 14
+    assert len(kept.claims_of(key)) == 40
+
+
+def test_an_entry_larger_than_the_budget_is_integrated_alone() -> None:
+    """At least one entry per update, so that the build always progresses."""
+    resources, tick, _ = start(5, 2)
+    for left in (4, 3, 2, 1, 0):
+        tick(resources)
+        assert tick.urgency.kept.pending == left
+
+
+def test_a_partial_start_answers_exactly_for_the_resources_it_holds() -> None:
+    """Oldest first: every rival that can own an integrated resource's tags is older, so integrated
+    already. Half the resources' statuses name stale owners (or none): at each update of the build,
+    the urgent ones are exactly the reference's among the resources integrated (60 resources of 3
+    claims, 20 claims per update: 6 more each time)."""
+    resources, tick, grants = start(60, 20)
+    for r in resources[::2]:
+        r.settle({}, allowed=True)  # the owners they saw are gone, or they never saw theirs
+    expected = reference(resources, grants)
+    assert len(expected) > 10  # the stale statuses are not all right by chance
+    answers = []
+    for _ in range(10):
+        urgent = tick(resources)
+        kept = tick.urgency.kept
+        integrated = {r.meta["uid"] for r in resources if kept.integrated(r.meta["uid"])}
+        assert urgent == expected & integrated
+        answers.append(len(urgent))
+    assert tick.urgency.kept.pending == 0
+    assert answers[0] < answers[-1] == len(expected)  # partial answers, then the whole one
+
+
+def test_resources_whose_claims_moved_wait_like_new_ones() -> None:
+    """A changed source moves a resource's claims: they leave at once, and come back within the
+    budget, oldest first, as a new resource's do; meanwhile the resource is not urgent."""
+    resources, tick, grants = start(40, 10)
+    for _ in range(14):
+        assert tick(resources) == set()  # settled: integrated or not, none is urgent
+    assert tick.urgency.kept.pending == 0
+    for r in resources:
+        r.spec["source"] = {"tag": "moved"}
+    urgent = tick(resources)
+    kept = tick.urgency.kept
+    assert kept.pending == 37
+    first = {r.meta["uid"] for r in oldest(resources, 3)}
+    assert urgent <= first == {r.meta["uid"] for r in resources if kept.integrated(r.meta["uid"])}
+    assert len(kept.claims_of((ACCOUNT, REGION, "shared/web", "stable"))) == 3
+    for _ in range(13):
+        urgent = tick(resources)
+    assert kept.pending == 0
+    assert urgent == reference(resources, grants)
+    assert len(urgent) > 30  # one source for all: the statuses' owners are gone
