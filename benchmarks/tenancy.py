@@ -15,7 +15,8 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    collector as Python leaves it, once with the heap frozen in steps as the operator runs it
    (heap.Heap: frozen before the index exists, then while it is built in 10 steps, as kopf indexes a
    start's resources over seconds; each step's pause timed); each run ends with one full
-   collection, timed.
+   collection, timed. The urgency's first build spans ticks (at most 200,000 claims integrated per
+   tick, oldest first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
 4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for
@@ -305,13 +306,21 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
 
     async def run() -> None:
         with Collections() as collections:
-            for label, change in steps:
+
+            async def tick(label: str, change: Any) -> None:
                 collections.take()
                 change()  # the collector's figures count what the change allocates as well
                 store.gets = 0
                 cpu, lags = await probed(scheduler.tick)
                 lag = (p99(lags), max(lags or [0.0]))
                 rows.append((label, cpu, scanned[0], *lag, urgency.kept.asked, store.gets, *collections.take()))
+
+            for label, change in steps:
+                await tick(label, change)
+                built = 1
+                while urgency.kept.pending and built < 100:  # the first build spans ticks: each one shown
+                    built += 1
+                    await tick(f"{label}, build tick {built} ({urgency.kept.pending} entries to go)", lambda: None)
 
     asyncio.run(run())
     start = time.perf_counter()

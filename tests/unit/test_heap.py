@@ -1,5 +1,6 @@
 """The heap frozen in steps as the indexes grow (heap.Heap): each step collects only what is not
-frozen yet, frees the garbage among it and freezes the rest; nothing is ever unfrozen."""
+frozen yet, frees the garbage among it and freezes the rest; at most once a period, if anything was
+frozen since, the whole heap is collected."""
 
 from __future__ import annotations
 
@@ -76,20 +77,35 @@ def test_churn_counts_new_resources_not_their_number() -> None:
 
 
 def test_frozen_objects_are_still_freed_by_their_reference_count() -> None:
-    """A deleted resource's index entry, frozen, goes when its last reference does; a frozen object
-    that becomes part of a cycle afterwards stays (what a step never unfreezing costs)."""
+    """A deleted resource's index entry, frozen, goes when its last reference does."""
     heap = Heap()
     kept = [Plain()]
     entry = weakref.ref(kept[0])
-    looped = [Cycle()]
-    later_cycle = weakref.ref(looped[0])
     heap.grew(set())
     kept.clear()
     assert entry() is None
+
+
+def test_a_frozen_cycle_that_became_garbage_is_freed_by_the_periodic_whole_collection() -> None:
+    now = [0.0]
+    heap = Heap(step=0.5, least=1, reclaim_after=3600, clock=lambda: now[0])
+    looped = [Cycle()]  # in flight when frozen, garbage later
+    later = weakref.ref(looped[0])
+    heap.grew({"a"})
     looped[0].me = looped[0]
     looped.clear()
+    now[0] = 3599
+    assert not heap.grew({"a"})
     gc.collect()
-    assert later_cycle() is not None
+    assert later() is not None  # frozen: out of reach of collections and of steps
+    now[0] = 3600
+    assert heap.grew({"a"})
+    assert later() is None
+    assert heap.reclaims == 1
+    assert heap.freezes == 2
+    now[0] = 7200
+    assert not heap.grew({"a"})  # nothing frozen since the whole collection: nothing to reclaim
+    assert heap.reclaims == 1
 
 
 def test_it_looks_at_once_and_then_every_period() -> None:
