@@ -520,6 +520,7 @@ def run_size(
     operator_env: Mapping[str, str],
     out_stem: str,
     quota: float = PUT_IMAGE_QUOTA,
+    drift_cycles: int = 3,
 ) -> dict[str, Any]:
     every = 1.0 if n <= 1000 else 2.0
     result: dict[str, Any] = {"n": n, "repositories": REPOSITORIES, "images_per_repo": images_per_repo}
@@ -561,6 +562,10 @@ def run_size(
                     result["drift"] = drift_cycle(api, ecr, op, ready_names, every)
                     cpu2 = procstat.cpu_snapshot(pids)
                     result["drift"]["cpu_seconds"] = procstat.cpu_delta(cpu1, cpu2)
+                    # One cycle depends on where the groups stand when it starts: the next show the spread.
+                    result["drift_later"] = [
+                        drift_cycle(api, ecr, op, ready_names, every) for _ in range(drift_cycles - 1)
+                    ]
                     say(f"N={n}: apply -> Ready latency")
                     result["latency"] = apply_latency(api, op, latency_samples, images_per_repo)
                 result["rss"] = {
@@ -598,6 +603,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images-per-repo", type=int, default=4, help="source images pushed per repository")
     parser.add_argument("--latency-samples", type=int, default=30)
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    parser.add_argument(
+        "--drift-cycles",
+        type=int,
+        default=3,
+        help="drift cycles measured one after another (the first is the target's)",
+    )
     parser.add_argument(
         "--put-image-quota",
         type=float,
@@ -647,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             operator_env,
             out.stem,
             quota,
+            max(1, args.drift_cycles),
         )
         result["wall_seconds"] = round(time.monotonic() - began, 1)
         report["sizes"].append(result)

@@ -106,6 +106,7 @@ ROWS: Sequence[Row] = (
     ("drift cycle: operator read calls/resource", lambda s: _fmt(_get(s, "drift", "read_calls_per_resource"), 4)),
     ("drift cycle: drift reconciles (N = one each)", lambda s: _fmt(_get(s, "drift", "drift_reconciles"), 0)),
     ("drift cycle: PutImage calls", lambda s: _fmt(_get(s, "drift", "put_image_calls"))),
+    ("later drift cycles: operator read calls/resource, each", lambda s: _later_reads(s)),
     ("baseline drift read calls/resource", lambda s: _fmt(_get(s, "baseline", "drift", "read_calls_per_resource"), 4)),
     ("**ratio** drift reads/resource, operator / baseline", lambda s: _fmt(ratios(s)["drift_reads_per_resource"], 4)),
     (
@@ -148,6 +149,11 @@ def _load(size: Mapping[str, Any]) -> str:
 
 def _over_bound(size: Mapping[str, Any]) -> float | None:
     return _ratio(converged_seconds(size), _get(size, "operator", "bound_seconds"))
+
+
+def _later_reads(size: Mapping[str, Any]) -> str:
+    later = size.get("drift_later") or []
+    return ", ".join(_fmt(c.get("read_calls_per_resource"), 4) for c in later) or "-"
 
 
 def _drift_in_first(size: Mapping[str, Any]) -> float | None:
