@@ -12,10 +12,11 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    scan), the p99 and max lag of a probe coroutine on the event loop while it runs, how many
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
-   collector as Python leaves it, once with the heap frozen in steps as the operator runs it
-   (heap.Heap: frozen before the index exists, then while it is built in 10 steps, as kopf indexes a
-   start's resources over seconds; each step's pause timed); each run ends with one full
-   collection, timed. The urgency's first build spans ticks (at most 200,000 claims integrated per
+   collector as Python leaves it, once with the heap frozen as the operator runs it (heap.Heap:
+   watching the collector while the index is built in 10 steps, as kopf indexes a start's
+   resources over seconds, and looking after each step and before each tick, as its task does every
+   second; the longest collection of the build and each freeze timed); each run ends with one full
+   collection, timed. The urgency's first build spans ticks (at most 100,000 claims integrated per
    tick, oldest first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
@@ -126,13 +127,13 @@ class Cluster:
     """N resources claiming the same 100 tags of one repository, indexed by the operator's own index
     functions: as the statuses stand after the first reconciles, all but the oldest lost every tag."""
 
-    def __init__(self, n: int, grown: Callable[[set[str]], None] = lambda _: None, steps: int = 10) -> None:
+    def __init__(self, n: int, grown: Callable[[], None] = lambda: None, steps: int = 10) -> None:
         self.memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333"))  # type: ignore[arg-type]
         self.claims, self.entries = Index(), Index()
         for i in range(n):
             self.put(i, *resource(i, TAGS, lost=i > 0))
             if (i + 1) % max(1, n // steps) == 0 or i + 1 == n:
-                grown(self.uids())  # the operator's heap task looks every second while kopf indexes
+                grown()  # the operator's heap task looks every second while kopf indexes
         policy = parse_policy("all", {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]})
         self.policies: dict[str, list[PolicyEntry]] = {"all": [PolicyEntry(policy, 1, "1")]}
         self.labels: dict[str, list[dict[str, str]]] = {f"team-{k}": [{}] for k in range(NAMESPACES)}
@@ -141,9 +142,6 @@ class Cluster:
         acckey = (meta["namespace"], meta["name"], meta["uid"])
         self.claims.replace(acckey, handlers.tag_claims(meta=meta, spec=spec, memo=self.memo))
         self.entries.replace(acckey, handlers.drift_entries(meta=meta, spec=spec, status=status, memo=self.memo))
-
-    def uids(self) -> set[str]:
-        return {e.uid for store in self.entries.items.values() for e in store.values()}
 
     def delete(self, i: int) -> None:
         meta, _, _ = resource(i, TAGS, lost=False)
@@ -228,20 +226,23 @@ async def probed(work: Any) -> tuple[float, list[float]]:
 def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     """One drift scheduler as the operator runs it, over the cluster's indexes, ticked after each of
     a series of changes; CPU of each tick, the event loop's lag while it runs and the collector's
-    pauses meanwhile. With ``heap`` (as the operator runs it) the heap is frozen before the indexes
-    exist and after each tenth of them is built, each freeze timed; without, every full collection
-    walks the indexes. Ends with one full collection, timed."""
+    pauses meanwhile. With ``heap`` (as the operator runs it) the heap watches the collector and
+    looks after each tenth of the index is built and before each tick, each freeze timed; without,
+    every full collection walks the indexes. Ends with one full collection, timed."""
     gc.collect()
     freezes: list[float] = []
 
-    def grown(live: set[str]) -> None:
+    def look() -> None:
         if heap is not None:
             start = time.perf_counter()
-            if heap.grew(live):
+            if heap.look():
                 freezes.append(time.perf_counter() - start)
 
-    grown(set())  # the operator's start: before kopf indexes anything
-    cluster = Cluster(n, grown=grown)
+    if heap is not None:
+        gc.callbacks.append(heap.watch)
+    with Collections() as building:
+        cluster = Cluster(n, grown=look)
+        build_full, build_pause = building.take()
     runtime = runtime_of(cluster.memo)
     urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
     store = Nowhere()
@@ -308,6 +309,7 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         with Collections() as collections:
 
             async def tick(label: str, change: Any) -> None:
+                look()  # the heap task's look of the second before (its pause is in the freezes row)
                 collections.take()
                 change()  # the collector's figures count what the change allocates as well
                 store.gets = 0
@@ -332,7 +334,11 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         "rows": rows,
         "full_gc": full,
         "freezes": freezes,
+        "build_full_collections": build_full,
+        "build_longest_pause": build_pause,
     }
+    if heap is not None:
+        gc.callbacks.remove(heap.watch)
     gc.unfreeze()  # what follows measures without this run's heap frozen
     return figures
 
@@ -456,11 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"| {1000 * cpu:.1f}, {1000 * scan:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} "
                     f"/ {picked} / {full}, {1000 * pause:.1f} |"
                 )
+            rows.append(
+                f"| N={n}, {how}: while the index was built: full collections, longest gc pause (ms) "
+                f"| {t['build_full_collections']}, {1000 * t['build_longest_pause']:.1f} |"
+            )
             if heap is not None:
                 pauses = t["freezes"]
                 rows.append(
-                    f"| N={n}, {how}: freezes while the index was built (the first before it): count, longest, "
-                    f"total (ms) | {len(pauses)}, {1000 * max(pauses, default=0):.1f}, {1000 * sum(pauses):.1f} |"
+                    f"| N={n}, {how}: freezes (build and ticks): count, longest, total (ms) "
+                    f"| {len(pauses)}, {1000 * max(pauses, default=0):.1f}, {1000 * sum(pauses):.1f} |"
                 )
             rows.append(f"| N={n}, {how}: one full collection after the ticks (ms) | {1000 * t['full_gc']:.1f} |")
     say("index memory")

@@ -220,6 +220,10 @@ def pick(
     """
     runs: dict[Group, list[Pick]] = {}
     soon: dict[Group, list[tuple[datetime, Entry]]] = {}
+    checked = checked or {}
+    # Synced after this (per interval), a check is neither due nor soon, whatever its jitter: one
+    # comparison instead of due_time's arithmetic for most entries of a tick.
+    cuts: dict[timedelta, datetime] = {}
     for entry in entries:
         if waiting(entry):
             continue
@@ -230,7 +234,16 @@ def pick(
             if lost_creation(entry, now, rescue_after):
                 runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
             continue  # the spec handler has a change to handle first
-        due = due_time(entry, jitter, (checked or {}).get(entry.uid))
+        last, seen = entry.last_sync, checked.get(entry.uid)
+        if last is not None:
+            if seen is not None and seen > last:
+                last = seen
+            cut = cuts.get(entry.interval)
+            if cut is None:
+                cut = cuts[entry.interval] = now - entry.interval * (1 - early)
+            if last > cut and not urgent(entry):
+                continue
+        due = due_time(entry, jitter, seen)
         if (due is not None and due <= now) or urgent(entry):
             runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
         elif due is not None and due - entry.interval * early <= now:

@@ -336,8 +336,7 @@ async def start_drift_scheduler(
     memo["policy_store"] = policy_store
     memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
     # Full garbage collections over the built indexes would stop the event loop for half a second.
-    live = lambda: {entry.uid for values in drift_entries.values() for entry in values}  # noqa: E731
-    memo["heap_task"] = asyncio.create_task(Heap().run(live), name="ecr-tag-operator heap")
+    memo["heap_task"] = asyncio.create_task(Heap().run(), name="ecr-tag-operator heap")
     memo["policy_task"] = asyncio.create_task(reporter.run(), name="ecr-tag-operator policy status")
 
 

@@ -3,6 +3,7 @@ which checks run together."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -206,3 +207,31 @@ def test_an_entry_keeps_what_the_grants_are_asked_not_the_spec_and_shares_repeat
     )
     assert observe is not None
     assert not observe.claims  # an Observe-mode resource claims nothing (ownership.claims)
+
+
+def test_the_picks_are_those_of_every_entry_s_due_time_asked_one_by_one() -> None:
+    """pick skips due_time for entries synced too recently to be due or soon: the same picks as
+    asking due_time of every entry, over random syncs, checks, intervals, jitter and early."""
+    rng = random.Random(7)  # noqa: S311 - a reproducible sample, not a secret
+    for _ in range(30):
+        jitter, early = rng.choice([0.0, 0.1, 0.5]), rng.choice([0.0, 0.1, 0.3, 0.5])
+        entries = [
+            entry(n, synced=rng.uniform(0, 200), interval=rng.choice(["30s", "60s", "120s"]), repo=f"r{n % 3}")
+            for n in range(60)
+        ]
+        checked = {e.uid: NOW - timedelta(seconds=rng.uniform(0, 200)) for e in entries if rng.random() < 0.3}
+        urgent = {e.uid for e in entries if rng.random() < 0.1}
+        got = run(entries, jitter=jitter, early=early, checked=checked, urgent=lambda e, chosen=urgent: e.uid in chosen)
+        due, soon = set(), set()
+        for e in entries:
+            at = due_time(e, jitter, checked.get(e.uid))
+            assert at is not None
+            if at <= NOW or e.uid in urgent:
+                due.add(e.name)
+            elif at - e.interval * early <= NOW:
+                soon.add(e.name)
+        picked = {name for group in got for name, _ in group}
+        assert due <= picked
+        assert picked <= due | soon
+        # Groups are not full here (60 entries, 3 repositories, 50 a group): every soon check joins.
+        assert picked == due | {n for n in soon if any(int(n[1:]) % 3 == int(d[1:]) % 3 for d in due)}
