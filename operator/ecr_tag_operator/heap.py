@@ -79,8 +79,12 @@ class Heap:
         else:
             found = gc.collect(1)  # the full collection that was slow has just walked the rest
             self._unreclaimed = True
-        self._due = False
         gc.freeze()
+        # Python starts a full collection once a quarter of what its last one kept has survived since:
+        # one over what is not frozen (nothing yet) counts from there, not from the heap just frozen,
+        # which would leave garbage cycles piling up until a quarter of the whole heap.
+        gc.collect()
+        self._due = False
         self.freezes += 1
         log.debug(
             "heap frozen%s: %d garbage objects freed, %.3f s",
