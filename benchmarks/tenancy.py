@@ -12,11 +12,11 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    scan), the p99 and max lag of a probe coroutine on the event loop while it runs, how many
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
-   collector as Python leaves it, once with the heap as the operator runs it (heap.Heap: a look
-   after each tenth of the index is built, as kopf indexes a start's resources over seconds, and
-   before each tick, as its task looks every second: the not-frozen part collected, frozen when
-   that took long; each look timed); each run ends with one full collection, timed. The urgency's first build spans ticks (at most 100,000 claims integrated per
-   tick, oldest first): each of those ticks is a row of its own.
+   collector as Python leaves it, once with the heap frozen as the operator runs it
+   (drift_scheduler.Heap: frozen at the start, before the index exists, then after the first tick
+   and when a quarter more resources are indexed); each run ends with one full collection, timed.
+   The urgency's first build spans ticks (at most 100,000 claims integrated per tick, oldest
+   first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
 4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for
@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -48,10 +48,9 @@ import kopf
 from benchmarks import procstat
 from ecr_tag_operator import authz, handlers, views
 from ecr_tag_operator.drift_schedule import Entry
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Scan, Tuning, Urgent
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Scan, Tuning, Urgent
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
-from ecr_tag_operator.heap import Heap
 from ecr_tag_operator.model import Registry
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.ratelimit import FairBucket, TokenBucket
@@ -126,13 +125,11 @@ class Cluster:
     """N resources claiming the same 100 tags of one repository, indexed by the operator's own index
     functions: as the statuses stand after the first reconciles, all but the oldest lost every tag."""
 
-    def __init__(self, n: int, grown: Callable[[], None] = lambda: None, steps: int = 10) -> None:
+    def __init__(self, n: int) -> None:
         self.memo = kopf.Memo(runtime=Runtime(Settings(region="us-east-1"), ecr=None, own_account="111122223333"))  # type: ignore[arg-type]
         self.claims, self.entries = Index(), Index()
         for i in range(n):
             self.put(i, *resource(i, TAGS, lost=i > 0))
-            if (i + 1) % max(1, n // steps) == 0 or i + 1 == n:
-                grown()  # the operator's heap task looks every second while kopf indexes
         policy = parse_policy("all", {"namespaceSelector": {}, "registries": [{"write": [{"repositories": ["**"]}]}]})
         self.policies: dict[str, list[PolicyEntry]] = {"all": [PolicyEntry(policy, 1, "1")]}
         self.labels: dict[str, list[dict[str, str]]] = {f"team-{k}": [{}] for k in range(NAMESPACES)}
@@ -214,6 +211,7 @@ async def probed(work: Any) -> tuple[float, list[float]]:
             lags.append(time.perf_counter() - start - 0.01)
 
     prober = asyncio.create_task(probe())
+    await asyncio.sleep(0)  # the probe is in its first sleep: a stall at the very start of ``work`` counts
     cpu = time.process_time()
     await work()
     cpu = time.process_time() - cpu
@@ -225,20 +223,14 @@ async def probed(work: Any) -> tuple[float, list[float]]:
 def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     """One drift scheduler as the operator runs it, over the cluster's indexes, ticked after each of
     a series of changes; CPU of each tick, the event loop's lag while it runs and the collector's
-    pauses meanwhile. With ``heap`` (as the operator runs it) the heap looks after each tenth of the
-    index is built and before each tick, each look timed; without, every full collection walks the
-    indexes. Ends with one full collection, timed."""
+    pauses meanwhile. With ``heap`` (as the operator runs it) the heap is frozen at the start, before
+    the indexes exist, and after the first tick; without, every full collection walks the indexes.
+    Ends with one full collection, timed."""
     gc.collect()
-    looks: list[tuple[bool, float]] = []  # (froze, seconds)
-
-    def look() -> None:
-        if heap is not None:
-            start = time.perf_counter()
-            froze = heap.look()
-            looks.append((froze, time.perf_counter() - start))
-
+    if heap is not None:
+        heap.start()
     with Collections() as building:
-        cluster = Cluster(n, grown=look)
+        cluster = Cluster(n)
         build_full, build_pause = building.take()
     runtime = runtime_of(cluster.memo)
     urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
@@ -270,6 +262,7 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         ),
         clock=lambda: NOW,
         ready=lambda: True,
+        heap=heap,
     )
     newest = n
     lifted = PolicyEntry(
@@ -306,7 +299,6 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         with Collections() as collections:
 
             async def tick(label: str, change: Any) -> None:
-                look()  # the heap task's look of the second before (its pause is in the freezes row)
                 collections.take()
                 change()  # the collector's figures count what the change allocates as well
                 store.gets = 0
@@ -330,7 +322,6 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
         "claims": sum(len(v) for v in cluster.claims.items.values()),
         "rows": rows,
         "full_gc": full,
-        "looks": looks,
         "build_full_collections": build_full,
         "build_longest_pause": build_pause,
     }
@@ -461,13 +452,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"| N={n}, {how}: while the index was built: full collections, longest gc pause (ms) "
                 f"| {t['build_full_collections']}, {1000 * t['build_longest_pause']:.1f} |"
             )
-            if heap is not None:
-                looked = t["looks"]
-                rows.append(
-                    f"| N={n}, {how}: the heap's looks (build and ticks): count, of them froze, longest (ms) "
-                    f"| {len(looked)}, {sum(1 for froze, _ in looked if froze)}, "
-                    f"{1000 * max((s for _, s in looked), default=0):.1f} |"
-                )
             rows.append(f"| N={n}, {how}: one full collection after the ticks (ms) | {1000 * t['full_gc']:.1f} |")
     say("index memory")
     for name, size in index_figures().items():

@@ -39,7 +39,9 @@ class Entry:
     observed_generation: int | None
     last_sync: datetime | None
     ready_reason: str | None
-    conflicts: frozenset[str]  # tags the last status named another owner for
+    # Tags the last status named another owner for, sorted: a tuple of strings, which the garbage
+    # collector does not track (a frozenset it walks: 1M references at 10,000 resources x 100 tags).
+    conflicts: tuple[str, ...]
     interval: timedelta  # spec.driftCheckInterval
     ask: Ask  # what the spec asks of the grants: target (with its tags), source, access
     claim: Claim  # as the tag claims index has it (an Observe-mode resource claims nothing)
@@ -118,7 +120,7 @@ def entry_of(
         last_sync=_time(status.get("lastSyncTime")),
         ready_reason=_shared_or_none(reason),
         # The owner, not the reason: a contested tag that happens to be in sync has no TagConflict.
-        conflicts=frozenset(_shared(t) for t in conflicts) if conflicts else _NO_TAGS,
+        conflicts=tuple(sorted({_shared(t) for t in conflicts})) if conflicts else (),
         interval=_INTERVALS.get(spec.drift_check_interval, spec.drift_check_interval),
         ask=ask,
         claim=claim,
@@ -126,7 +128,6 @@ def entry_of(
     )
 
 
-_NO_TAGS: frozenset[str] = frozenset()  # one for every entry without conflicts (each would be 216 bytes)
 _DEFAULT_INTERVAL = EcrImageTagSpec.model_fields["drift_check_interval"].default
 _INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedelta, not one per resource
 

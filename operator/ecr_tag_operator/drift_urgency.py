@@ -341,9 +341,9 @@ class Urgency:
         me = self._rows[entry.uid]
         if not conflicts:
             return sum(len(tags) for leaders, tags in shape.groups if contested(me, leaders))
-        count = len(conflicts - shape.tags)
+        count = len(conflicts) - len(shape.tags.intersection(conflicts))
         for leaders, tags in shape.groups:
-            said = len(conflicts & tags)
+            said = len(tags.intersection(conflicts))
             count += len(tags) - said if contested(me, leaders) else said
         return count
 

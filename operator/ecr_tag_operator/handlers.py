@@ -17,8 +17,7 @@ from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
-from .drift_scheduler import DriftScheduler, Tuning
-from .heap import Heap
+from .drift_scheduler import DriftScheduler, Heap, Tuning
 from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
@@ -285,6 +284,8 @@ async def start_drift_scheduler(
         connect_timeout=ours.api_connect_timeout,
         request_timeout=ours.api_request_timeout,
     )
+    heap = Heap()
+    heap.start()  # kopf watches nothing until the startup handlers are done
     scheduler = DriftScheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
         urgency=views.Urgency(runtime, policies, namespace_labels, namespace_claims).prepare,
@@ -313,6 +314,8 @@ async def start_drift_scheduler(
         ),
         clock=runtime.clock,
         ready=runtime.handling.is_set,
+        # Full garbage collections over the built indexes would stop the event loop for up to a second.
+        heap=heap,
     )
     policy_store = KubeObjects(
         lambda: runtime.credentials,
@@ -335,14 +338,12 @@ async def start_drift_scheduler(
     memo["drift_store"] = store
     memo["policy_store"] = policy_store
     memo["drift_task"] = asyncio.create_task(scheduler.run(), name="ecr-tag-operator drift scheduler")
-    # Full garbage collections over the built indexes would stop the event loop for half a second.
-    memo["heap_task"] = asyncio.create_task(Heap().run(), name="ecr-tag-operator heap")
     memo["policy_task"] = asyncio.create_task(reporter.run(), name="ecr-tag-operator policy status")
 
 
 @kopf.on.cleanup()
 async def stop_drift_scheduler(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("drift_task", "policy_task", "heap_task"):
+    for name in ("drift_task", "policy_task"):
         task = memo.get(name)
         if isinstance(task, asyncio.Task):
             task.cancel()

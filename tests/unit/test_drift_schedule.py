@@ -79,7 +79,7 @@ def test_entry_holds_what_a_check_reads_and_nothing_for_invalid_or_deleting_reso
     tags = [{"tag": "a", "owner": "x/y", "inSync": True}, {"tag": "c", "owner": "x/y", "reason": "TagConflict"}]
     owned = entry_of(meta, spec, {"tags": [*tags, {"tag": "d", "inSync": True}]}, "us-east-1", "")
     assert owned is not None
-    assert owned.conflicts == {"a", "c"}
+    assert owned.conflicts == ("a", "c")
     deleting = meta | {"deletionTimestamp": ago(1)}
     assert (
         entry_of(deleting, {"repositoryName": "team/app", "source": {"tag": "b"}, "tags": ["t"]}, {}, "r", "") is None
@@ -194,7 +194,7 @@ def test_an_entry_keeps_what_the_grants_are_asked_not_the_spec_and_shares_repeat
     assert one.tags[0] is two.tags[0]
     assert one.ready_reason is two.ready_reason
     assert one.group[2] is two.group[2]
-    assert one.conflicts is two.conflicts  # the one empty set
+    assert one.conflicts is two.conflicts  # the one empty tuple
     assert one.interval is two.interval
     assert one.created == NOW - timedelta(seconds=60)
     assert one.claims

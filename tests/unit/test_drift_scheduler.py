@@ -4,7 +4,9 @@ same moment, writes carry the resourceVersion read, and failures hold a resource
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 from ecr_tag_operator import views
 from ecr_tag_operator.core import Decision, Event
 from ecr_tag_operator.drift_schedule import Entry, entry_of
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Tuning
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Tuning
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.runtime import Runtime
@@ -265,3 +267,57 @@ def test_urgency_kept_between_ticks_sees_each_change_at_the_next_tick() -> None:
     assert tick() == []
     policies["p"] = [PolicyEntry(parse_policy("p", {**everything, "namespaces": ["other"]}), 2, "2")]
     assert tick() == ["r2"]  # the grant was lifted: Forbidden now
+
+
+class Cycle:
+    me: Cycle | None = None
+
+
+def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_quarter() -> None:
+    """After the first tick what lives is out of full collections (gc.freeze), after one collection
+    that frees what is already garbage; frozen again only when a quarter more resources are indexed,
+    after a collection that frees what was frozen and became garbage since."""
+    entries = [entry(n, synced=1) for n in range(8)]
+    heap = Heap()
+    sched = DriftScheduler(
+        entries=lambda: entries,
+        urgency=lambda: lambda _entries: never,
+        keep_only=lambda _: None,
+        check=lambda body, trigger: None,
+        record=lambda uid, trigger, decision: None,
+        store=Store(entries),
+        tuning=TUNING,
+        clock=lambda: NOW,
+        ready=lambda: True,
+        heap=heap,
+    )
+    built: list[list[int]] = [[n] for n in range(100)]  # what an index holds
+    garbage = Cycle()
+    garbage.me = garbage  # a cycle only a collection frees
+    cycle = weakref.ref(garbage)
+    del garbage
+    kept = [Cycle()]  # alive when frozen, garbage later
+    kept[0].me = kept[0]
+    later = weakref.ref(kept[0])
+    try:
+        asyncio.run(sched.tick())
+        assert heap.freezes == 1
+        young = {id(o) for o in gc.get_objects()}  # the permanent generation is not listed
+        assert id(built) not in young
+        assert all(id(b) not in young for b in built)
+        assert cycle() is None  # collected, not frozen
+        assert gc.get_freeze_count() >= len(built)
+        entries.append(entry(8, synced=1))
+        asyncio.run(sched.tick())
+        entries.append(entry(9, synced=1))
+        asyncio.run(sched.tick())
+        assert heap.freezes == 1  # 2 new of 8 frozen: a quarter, not more
+        kept.clear()
+        gc.collect()
+        assert later() is not None  # frozen: out of reach of collections
+        entries.append(entry(10, synced=1))
+        asyncio.run(sched.tick())
+        assert heap.freezes == 2
+        assert later() is None  # unfrozen and collected before the heap is frozen again
+    finally:
+        gc.unfreeze()

@@ -84,7 +84,7 @@ def reference(resources: Iterable[Resource], policies: Any) -> set[str]:
             return [c for c in index.get(key, ()) if view.grants_claim(key, c)]
 
         owners = contested(spec, claim_of(r.meta, spec, REGION, ACCOUNT), granted, REGION, ACCOUNT)
-        if allowed == (entry.ready_reason == "Forbidden") or (allowed and set(owners) != entry.conflicts):
+        if allowed == (entry.ready_reason == "Forbidden") or (allowed and set(owners) != set(entry.conflicts)):
             out.add(entry.uid)
     return out
 
