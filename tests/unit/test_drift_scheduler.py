@@ -321,3 +321,29 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
         assert later() is None  # unfrozen and collected before the heap is frozen again
     finally:
         gc.unfreeze()
+
+
+def test_what_the_process_holds_at_its_start_is_frozen_before_the_indexes_and_not_walked_again() -> None:
+    """Heap.start freezes the start-up heap; the first freeze after the indexes are built walks only
+    what came since (the start-up part stays frozen), and a refreeze walks the whole heap again."""
+    heap = Heap()
+    early = [Cycle()]  # held at the start, garbage later
+    gone_early = weakref.ref(early[0])
+    try:
+        heap.start()
+        assert frozen(early)
+        early[0].me = early[0]
+        early.clear()
+        built = [[n] for n in range(20)]
+        heap.after_tick({"u0", "u1", "u2", "u3"})
+        assert frozen(built)
+        assert gone_early() is not None  # frozen at the start: the first freeze does not unfreeze it
+        heap.after_tick({"u0", "u1", "u2", "u3", "u4", "u5"})  # half as many again: a refreeze
+        assert gone_early() is None  # the whole heap was collected
+        assert heap.freezes == 3
+    finally:
+        gc.unfreeze()
+
+
+def frozen(obj: object) -> bool:
+    return all(o is not obj for o in gc.get_objects())  # the permanent generation is not listed
