@@ -15,8 +15,8 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    collector as Python leaves it, once with the heap frozen as the operator runs it
    (drift_scheduler.Heap: frozen at the start, before the index exists, then after the first tick
    and when a quarter more resources are indexed); each run ends with one full collection, timed.
-   The urgency's first build spans ticks (at most 100,000 claims integrated per tick, oldest
-   first): each of those ticks is a row of its own.
+   The urgency's first build spans ticks (at most drift_urgency.ARRIVALS_PER_UPDATE claims
+   integrated per tick, oldest first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
    AWS client exists) against 100 granted regions (a client each, one botocore session shared).
 4. Index memory: bytes per resource of the drift entry and tag claims indexes (tracemalloc) for

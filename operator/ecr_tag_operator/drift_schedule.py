@@ -235,6 +235,9 @@ def pick(
             if lost_creation(entry, now, rescue_after):
                 runs.setdefault(entry.group, []).append(Pick(entry, "rescue"))
             continue  # the spec handler has a change to handle first
+        if urgent(entry):
+            runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
+            continue
         last, seen = entry.last_sync, checked.get(entry.uid)
         if last is not None:
             if seen is not None and seen > last:
@@ -242,10 +245,10 @@ def pick(
             cut = cuts.get(entry.interval)
             if cut is None:
                 cut = cuts[entry.interval] = now - entry.interval * (1 - early)
-            if last > cut and not urgent(entry):
+            if last > cut:
                 continue
         due = due_time(entry, jitter, seen)
-        if (due is not None and due <= now) or urgent(entry):
+        if due is not None and due <= now:
             runs.setdefault(entry.group, []).append(Pick(entry, "drift"))
         elif due is not None and due - entry.interval * early <= now:
             soon.setdefault(entry.group, []).append((due, entry))
