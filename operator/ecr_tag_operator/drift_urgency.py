@@ -98,8 +98,7 @@ class _Moves:
 
 
 def row_of(entry: Entry) -> Row:
-    claim = entry.claim
-    return (claim.created, claim.namespace, claim.name, claim.source, entry.uid)
+    return (*entry.claim, entry.uid)
 
 
 def contested(me: Row, leaders: Leaders) -> bool:
@@ -198,7 +197,7 @@ class Urgency:
     def claims_of(self, key: ClaimKey) -> list[Claim]:
         """The key's claims, granted or not, oldest first, as of the last update."""
         found = self._keys.get(key[:3], {}).get(key[3])
-        return [Claim(*row[:4]) for row in found.claims] if found is not None else []
+        return [row[:4] for row in found.claims] if found is not None else []
 
     # -- claims --------------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ class Grants:
 
     def grants_claim(self, key: ClaimKey, claim: Claim) -> bool:
         """Only claims their namespace is granted now count: a refused resource cannot squat a tag."""
-        return self.may_claim(key, claim.namespace)
+        return self.may_claim(key, claim[1])
 
     def may_claim(self, key: ClaimKey, namespace: str) -> bool:
         """Whether claims of ``namespace`` count for ``key`` (drift_urgency.GrantView)."""

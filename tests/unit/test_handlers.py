@@ -4,6 +4,8 @@ recorded. They turn kopf's arguments into a request and apply the decision; noth
 from __future__ import annotations
 
 import functools
+import gc
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import kopf
 import pytest
 
-from ecr_tag_operator import handlers, metrics, views
+from ecr_tag_operator import drift_schedule, handlers, metrics, views
 from ecr_tag_operator.drift_schedule import entry_of
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.model import Failure
@@ -318,3 +320,28 @@ def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(mem
     del ecr.fail_calls["PutImage"]
     assert check(dict(obj), "spec") is not None
     assert not runtime.deferred("u-1")
+
+
+def test_resources_claiming_one_tag_share_its_key_tuple_and_plain_tuples_the_collector_stops_walking(
+    memo: kopf.Memo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf keeps each resource's claim keys in a set of its own: one tuple per key for all resources
+    (and claims of plain tuples) keep what a full collection walks small. The keys kept are bounded."""
+    spec = {"repositoryName": "shared/web", "source": {"tag": "b"}, "tags": ["prod", "stable"]}
+
+    def claimed(n: int) -> dict[Any, Any]:
+        meta = {"name": f"r{n}", "namespace": "team-a", "uid": f"u{n}", "creationTimestamp": "2026-01-01T00:00:00Z"}
+        return dict(handlers.tag_claims(meta=meta, spec=json.loads(json.dumps(spec)), memo=memo))
+
+    first, second = claimed(1), claimed(2)
+    assert first.keys() == second.keys()
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    claim = next(iter(first.values()))
+    gc.collect()
+    gc.collect()  # a tuple holding a tuple may be untracked only at the collection after the inner one's
+    assert not gc.is_tracked(claim)  # an exact tuple of strings and such tuples: collections stop walking it
+    monkeypatch.setattr(drift_schedule, "KEYS_KEPT", 3)
+    for n in range(3, 10):
+        claimed(n)
+        assert len(drift_schedule._KEYS) <= 3
+    assert claimed(10).keys() == first.keys()

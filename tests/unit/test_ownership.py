@@ -71,7 +71,7 @@ def test_a_claim_that_is_not_granted_is_not_counted() -> None:
     squatter = (meta("s", "2020-01-01T00:00:00Z", ns="team-b"), raw("build-9", ["prod"]))
     owner = (meta("a", "2026-01-01T00:00:00Z"), raw("build-1", ["prod"]))
     index = index_of(squatter, owner)
-    granted = {k: [c for c in v if c.namespace == "team-a"] for k, v in index.items()}  # team-b lacks the grant
+    granted = {k: [c for c in v if c[1] == "team-a"] for k, v in index.items()}  # team-b lacks the grant
     assert owners_for(*owner, index) == {"prod": ANOTHER_NAMESPACE}
     assert owners_for(*owner, granted) == {}
 
@@ -185,7 +185,7 @@ def test_claims_that_are_not_granted_do_not_fill_the_cap_per_tag() -> None:
     squatter = (meta("s", "2020-01-01T00:00:00Z", ns="team-b"), raw("evil", ["prod"]))
     owner = (meta("a", "2026-01-01T00:00:00Z"), raw("build-1", ["prod"]))
     assert refusal(*owner, [squatter, owner], caps) is not None  # counted, it would crowd the owner out
-    assert refusal(*owner, [squatter, owner], caps, granted=lambda c: c.namespace == "team-a") is None
+    assert refusal(*owner, [squatter, owner], caps, granted=lambda c: c[1] == "team-a") is None
 
 
 def test_past_the_cap_per_namespace_the_newest_resource_is_refused_whole() -> None:
