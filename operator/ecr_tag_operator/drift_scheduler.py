@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from .core import Decision, Event
 from .drift_schedule import Entry, Pick, pick
 
 log = logging.getLogger(__name__)
+
+# Seconds of a freeze after which a tick does nothing else: half the loop-lag budget of 100 ms, so that
+# no tick stalls the loop for a freeze and then a scan's own share (the first build: ~35 ms) as well.
+LONG_FREEZE = 0.05
 
 
 def changes(patch: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
@@ -72,7 +77,8 @@ class Heap:
     (benchmarks/tenancy.py). So what the process holds at its start (modules, clients: ~45 ms to
     walk) is frozen (gc.freeze) before kopf indexes anything, and once the indexes are built (the
     first tick after kopf handles objects) what came since is collected once and frozen too: later
-    full collections walk only what came after. When a quarter more resources than were frozen have
+    full collections walk only what came after. That one collection walks the indexes (~70 ms at
+    10,000 x 100 tags), so its tick does nothing else (:data:`LONG_FREEZE`). When a quarter more resources than were frozen have
     been indexed since, the whole heap is unfrozen, collected and frozen again: about as often as
     Python would walk it anyway for that many new objects, and never while the resources stay the
     same. What was frozen and has become cyclic garbage meanwhile (kopf's bodies and patches of the
@@ -92,16 +98,20 @@ class Heap:
         gc.freeze()
         self.freezes += 1
 
-    def after_tick(self, live: set[str]) -> None:
+    def settle(self, live: set[str]) -> float:
+        """Freeze what lives now if the indexes were built or grew a quarter since the last freeze
+        (``live``: the uids indexed); the seconds it took (0 when it did not)."""
         frozen = self._frozen
         if frozen is not None and len(live - frozen) <= self._growth * max(len(frozen), 1):
-            return
+            return 0.0
+        start = time.perf_counter()
         if frozen is not None:
             gc.unfreeze()  # the whole heap, so that what was frozen in flight and is garbage now goes
         gc.collect()
         gc.freeze()
         self._frozen = set(live)
         self.freezes += 1
+        return time.perf_counter() - start
 
 
 class DriftScheduler:
@@ -177,12 +187,13 @@ class DriftScheduler:
                 checked=checked,
             )
 
+        # Before the scan: a full collection during it (its allocations start one) would walk the
+        # indexes not frozen yet. A freeze holds the event loop (~70 ms at 10,000 resources x 100 tags):
+        # after a long one the tick ends, and the scan and its checks come one tick later.
+        if self._heap is not None and self._heap.settle(live) > LONG_FREEZE:
+            return 0
         # The scan is CPU work over every resource: on a thread, so the event loop (kopf's watches,
         # the liveness probe) is not held up by it.
-        if self._heap is not None:
-            # Before the scan: a full collection during it (its allocations start one) would walk the
-            # indexes not frozen yet. What the urgency builds is mostly tuples, which are not tracked.
-            self._heap.after_tick(live)
         groups = await asyncio.to_thread(work)
         slots = asyncio.Semaphore(t.parallel_groups)
 

@@ -14,7 +14,7 @@ from typing import Any
 from ecr_tag_operator import views
 from ecr_tag_operator.core import Decision, Event
 from ecr_tag_operator.drift_schedule import Entry, entry_of
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Tuning
+from ecr_tag_operator.drift_scheduler import LONG_FREEZE, DriftScheduler, Heap, Tuning
 from ecr_tag_operator.grants import parse_policy
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.runtime import Runtime
@@ -335,10 +335,10 @@ def test_what_the_process_holds_at_its_start_is_frozen_before_the_indexes_and_no
         early[0].me = early[0]
         early.clear()
         built = [[n] for n in range(20)]
-        heap.after_tick({"u0", "u1", "u2", "u3"})
+        heap.settle({"u0", "u1", "u2", "u3"})
         assert frozen(built)
         assert gone_early() is not None  # frozen at the start: the first freeze does not unfreeze it
-        heap.after_tick({"u0", "u1", "u2", "u3", "u4", "u5"})  # half as many again: a refreeze
+        heap.settle({"u0", "u1", "u2", "u3", "u4", "u5"})  # half as many again: a refreeze
         assert gone_early() is None  # the whole heap was collected
         assert heap.freezes == 3
     finally:
@@ -347,3 +347,40 @@ def test_what_the_process_holds_at_its_start_is_frozen_before_the_indexes_and_no
 
 def frozen(obj: object) -> bool:
     return all(o is not obj for o in gc.get_objects())  # the permanent generation is not listed
+
+
+class TimedHeap(Heap):
+    """A heap whose freezes take the seconds given, one per tick."""
+
+    def __init__(self, seconds: list[float]) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def settle(self, live: set[str]) -> float:
+        return self.seconds.pop(0)
+
+
+def test_a_tick_whose_freeze_held_the_loop_long_checks_nothing_and_the_next_tick_does() -> None:
+    """A long freeze (the first after a start, at 10,000 resources x 100 tags) ends its tick, so the
+    event loop is not held for it and a scan both; the checks due run at the next tick."""
+    entries = [entry(n, synced=61) for n in range(10)]
+    store = Store(entries)
+    heap = TimedHeap([LONG_FREEZE * 1.5, 0.0, LONG_FREEZE / 2])
+    sched = DriftScheduler(
+        entries=lambda: entries,
+        urgency=lambda: lambda _entries: never,
+        keep_only=lambda _: None,
+        check=lambda body, trigger: outcome({"lastSyncTime": "now"}),
+        record=lambda uid, trigger, decision: None,
+        store=store,
+        tuning=TUNING,
+        clock=lambda: NOW,
+        ready=lambda: True,
+        heap=heap,
+    )
+    assert asyncio.run(sched.tick()) == 0
+    assert store.writes == []
+    assert asyncio.run(sched.tick()) == 10
+    entries.extend(entry(n, synced=61) for n in range(10, 15))
+    store.objects.update(Store(entries[10:]).objects)
+    assert asyncio.run(sched.tick()) == 5  # a short freeze: the tick goes on
