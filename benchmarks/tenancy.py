@@ -13,8 +13,9 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
    collector as Python leaves it, once with the heap frozen as the operator runs it
-   (drift_scheduler.Heap: frozen at the start, before the index exists, then after the first tick
-   and when a quarter more resources are indexed); each run ends with one full collection, timed.
+   (drift_scheduler.Heap: frozen at the start, before the index exists, then at the first tick,
+   which then does nothing else when the freeze took over drift_scheduler.LONG_FREEZE, and when a
+   quarter more resources are indexed); each run ends with one full collection, timed.
    The urgency's first build spans ticks (at most drift_urgency.ARRIVALS_PER_UPDATE claims
    integrated per tick, oldest first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
@@ -46,8 +47,8 @@ from typing import Any
 import kopf
 
 from benchmarks import procstat
-from ecr_tag_operator import authz, handlers, views
-from ecr_tag_operator.drift_schedule import Entry
+from ecr_tag_operator import authz, drift_scheduler, handlers, views
+from ecr_tag_operator.drift_schedule import Entry, pick
 from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Scan, Tuning, Urgent
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
@@ -235,7 +236,8 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     runtime = runtime_of(cluster.memo)
     urgency = views.Urgency(runtime, cluster.policies, cluster.labels)
     store = Nowhere()
-    scanned = [0.0]
+    scanned: list[float | None] = [None]  # the last tick's urgency scan (None: the tick ran none)
+    picked = [0.0]
 
     def prepare() -> Scan:
         """The operator's urgency, its scan's CPU (on the scheduler's thread) timed."""
@@ -295,6 +297,14 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
     ]
     rows = []
 
+    def timed_pick(*args: Any, **kwargs: Any) -> Any:
+        """drift_schedule.pick, timed (on the scheduler's thread, after the scan that gave its urgency)."""
+        start = time.thread_time()
+        try:
+            return pick(*args, **kwargs)
+        finally:
+            picked[0] = time.thread_time() - start
+
     async def run() -> None:
         with Collections() as collections:
 
@@ -302,18 +312,27 @@ def tick_figures(n: int, heap: Heap | None) -> dict[str, Any]:
                 collections.take()
                 change()  # the collector's figures count what the change allocates as well
                 store.gets = 0
+                scanned[0], picked[0] = None, 0.0
                 cpu, lags = await probed(scheduler.tick)
                 lag = (p99(lags), max(lags or [0.0]))
-                rows.append((label, cpu, scanned[0], *lag, urgency.kept.asked, store.gets, *collections.take()))
+                scan = scanned[0] or 0.0
+                rows.append((label, cpu, scan, picked[0], *lag, urgency.kept.asked, store.gets, *collections.take()))
 
             for label, change in steps:
                 await tick(label, change)
-                built = 1
-                while urgency.kept.pending and built < 100:  # the first build spans ticks: each one shown
-                    built += 1
-                    await tick(f"{label}, build tick {built} ({urgency.kept.pending} entries to go)", lambda: None)
+                more = 1
+                # A tick that froze the heap ends there, and the first build spans ticks: each one shown.
+                while (scanned[0] is None or urgency.kept.pending) and more < 100:
+                    more += 1
+                    why = "the last froze the heap" if scanned[0] is None else f"{urgency.kept.pending} entries to go"
+                    await tick(f"{label}, tick {more} ({why})", lambda: None)
 
-    asyncio.run(run())
+    real_pick = drift_scheduler.pick
+    drift_scheduler.pick = timed_pick  # type: ignore[assignment]
+    try:
+        asyncio.run(run())
+    finally:
+        drift_scheduler.pick = real_pick
     start = time.perf_counter()
     gc.collect()
     full = time.perf_counter() - start
@@ -441,12 +460,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"drift ticks at N={n}, {how}")
             t = tick_figures(n, heap)
             rows.append(f"| N={n}: claims in the index | {t['claims']:.0f} |")
-            for label, cpu, scan, lag99, lagmax, asked, picked, full, pause in t["rows"]:
+            for label, cpu, scan, choose, lag99, lagmax, asked, picked, full, pause in t["rows"]:
                 rows.append(
-                    f"| N={n}, {how}: tick after {label}: CPU, of it the urgency scan (ms) / loop lag p99, max "
-                    f"(ms) / resources asked again / checks picked / full collections, longest gc pause (ms) in the change and tick "
-                    f"| {1000 * cpu:.1f}, {1000 * scan:.1f} / {1000 * lag99:.1f}, {1000 * lagmax:.1f} / {asked} "
-                    f"/ {picked} / {full}, {1000 * pause:.1f} |"
+                    f"| N={n}, {how}: tick after {label}: CPU, of it the urgency scan, the pick (ms) / loop lag "
+                    f"p99, max (ms) / resources asked again / checks picked / full collections, longest gc pause "
+                    f"(ms) in the change and tick "
+                    f"| {1000 * cpu:.1f}, {1000 * scan:.1f}, {1000 * choose:.1f} / {1000 * lag99:.1f}, "
+                    f"{1000 * lagmax:.1f} / {asked} / {picked} / {full}, {1000 * pause:.1f} |"
                 )
             rows.append(
                 f"| N={n}, {how}: while the index was built: full collections, longest gc pause (ms) "
