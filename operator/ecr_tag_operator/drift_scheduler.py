@@ -78,11 +78,12 @@ class Heap:
     walk) is frozen (gc.freeze) before kopf indexes anything, and once the indexes are built (the
     first tick after kopf handles objects) what came since is collected once and frozen too: later
     full collections walk only what came after. That one collection walks the indexes (~70 ms at
-    10,000 x 100 tags), so its tick does nothing else (:data:`LONG_FREEZE`). When a quarter more resources than were frozen have
-    been indexed since, the whole heap is unfrozen, collected and frozen again: about as often as
-    Python would walk it anyway for that many new objects, and never while the resources stay the
-    same. What was frozen and has become cyclic garbage meanwhile (kopf's bodies and patches of the
-    events in flight at a freeze are cycles) is freed at that collection.
+    10,000 x 100 tags), so its tick does nothing else (:data:`LONG_FREEZE`). When a quarter more
+    resources than were frozen have been indexed since, the whole heap is unfrozen, collected and
+    frozen again: about as often as Python would walk it anyway for that many new objects, and never
+    while the resources stay the same. What was frozen and has become cyclic garbage meanwhile
+    (kopf's bodies and patches of the events in flight at a freeze are cycles) is freed at that
+    collection.
 
     Freezing more often was tried: each freeze keeps what is in flight at that moment, and freezing
     every tenth of growth while 5,000 resources were created peaked at 233 MB instead of 197."""
