@@ -33,13 +33,9 @@ Source = tuple[str, str, str, str, str]
 Claim = tuple[str, str, str, Source]
 
 
-def ref(claim: Claim) -> str:
-    return f"{claim[1]}/{claim[2]}"
-
-
 def shown_to(claim: Claim, namespace: str) -> str:
     """The owner as a tenant of ``namespace`` may see it: another namespace's names are not shown."""
-    return ref(claim) if claim[1] == namespace else ANOTHER_NAMESPACE
+    return f"{claim[1]}/{claim[2]}" if claim[1] == namespace else ANOTHER_NAMESPACE
 
 
 def claim_keys(spec: EcrImageTagSpec, default_region: str, own_account: str) -> list[ClaimKey]:
