@@ -13,7 +13,7 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
    collector as Python leaves it, once with the heap frozen as the operator runs it
-   (drift_scheduler.Heap: frozen at the start, before the index exists, then at the first tick,
+   (heap.Heap: frozen at the start, before the index exists, then at the first tick,
    which then does nothing else when the freeze took over drift_scheduler.LONG_FREEZE, and when a
    quarter more resources are indexed); each run ends with one full collection, timed.
    The urgency's first build spans ticks (at most drift_urgency.ARRIVALS_PER_UPDATE claims
@@ -49,9 +49,10 @@ import kopf
 from benchmarks import procstat
 from ecr_tag_operator import authz, drift_scheduler, handlers, views
 from ecr_tag_operator.drift_schedule import Entry, pick
-from ecr_tag_operator.drift_scheduler import DriftScheduler, Heap, Scan, Tuning, Urgent
+from ecr_tag_operator.drift_scheduler import DriftScheduler, Scan, Tuning, Urgent
 from ecr_tag_operator.ecr import Boto3Ecr
 from ecr_tag_operator.grants import parse_policy
+from ecr_tag_operator.heap import Heap
 from ecr_tag_operator.model import Registry
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.ratelimit import FairBucket, TokenBucket

@@ -17,7 +17,8 @@ from . import apisession, core, grants, metrics, views
 from .apisession import KubeObjects, StatusProgress
 from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
-from .drift_scheduler import DriftScheduler, Heap, Tuning
+from .drift_scheduler import DriftScheduler, Tuning
+from .heap import Heap
 from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of

@@ -14,8 +14,9 @@ from typing import Any
 from ecr_tag_operator import views
 from ecr_tag_operator.core import Decision, Event
 from ecr_tag_operator.drift_schedule import Entry, entry_of
-from ecr_tag_operator.drift_scheduler import LONG_FREEZE, DriftScheduler, Heap, Tuning
+from ecr_tag_operator.drift_scheduler import LONG_FREEZE, DriftScheduler, Tuning
 from ecr_tag_operator.grants import parse_policy
+from ecr_tag_operator.heap import Heap
 from ecr_tag_operator.policy_reporter import PolicyEntry
 from ecr_tag_operator.runtime import Runtime
 from ecr_tag_operator.settings import Settings
