@@ -24,6 +24,7 @@ from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .spec import SpecError, parse_spec
 from .views import NamespaceClaims, NamespaceLabels, Policies, TagClaims
+from .worker_limit import WorkerLimit
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),
@@ -54,7 +55,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # kopf starts a worker per object with an event and keeps its body until the handler is done:
     # 5,000 objects created at once would all wait for PutImage tokens in memory (~95 KB each).
     # Bounded, the rest wait as raw events; short-lived, so that status events do not hold slots.
-    settings.queueing.worker_limit = ours.object_worker_limit
+    # Not while kopf lists what exists: every object needs a worker before any is handled.
+    settings.queueing.worker_limit = WorkerLimit(ours.object_worker_limit, runtime.handling.is_set)
     settings.queueing.idle_timeout = ours.object_worker_idle
     if ours.metrics_port:
         metrics.serve(ours.metrics_port, ours.metrics_host)

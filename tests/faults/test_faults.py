@@ -114,6 +114,24 @@ def test_sigkill_five_times_while_converging(
     )
 
 
+def test_an_operator_started_over_more_objects_than_its_worker_limit_handles_every_one(
+    fault_cluster: ControlPlane, fault_ecr: RunningEmulator, ecr_admin: Any, operators: OperatorFactory
+) -> None:
+    """kopf gives each object a worker that indexes it, then waits until every object is indexed
+    (kopf issue #1243): an operator started over more objects than its worker limit waited forever,
+    nothing handled (1,000 objects and the default limit of 256). The limit holds only after that."""
+    limit = 16  # the setting's minimum
+    count = 3 * limit
+    namespace = new_namespace(fault_cluster)
+    tenants = seed_tenants(ecr_admin, unique("many"), count, repositories=2)
+    apply_all(fault_cluster, namespace, tenants)  # before the operator starts: a restart over them
+    operator = operators(fault_cluster, namespace, env={"ECR_TAG_OPERATOR_OBJECT_WORKER_LIMIT": str(limit)})
+    operator.start()
+    waited = wait_all_ready(fault_cluster, namespace, [t.name for t in tenants], timeout=180)
+    assert misplaced_tags(ecr_admin, tenants) == []
+    report("worker limit at start", resources=count, worker_limit=limit, seconds_to_ready=waited)
+
+
 def test_throttling_and_server_errors_on_every_operation(
     fault_cluster: ControlPlane, fault_ecr: RunningEmulator, ecr_admin: Any, operators: OperatorFactory
 ) -> None:
