@@ -141,7 +141,7 @@ class DriftScheduler:
             )
 
         # Before the scan: a full collection during it (its allocations start one) would walk the
-        # indexes not frozen yet. A freeze holds the event loop (~70 ms at 10,000 resources x 100 tags):
+        # indexes not frozen yet. A refreeze holds the event loop (~70 ms at 10,000 resources x 100 tags):
         # after a long one the tick ends, and the scan and its checks come one tick later.
         if self._heap is not None and self._heap.settle(live) > LONG_FREEZE:
             return 0

@@ -5,14 +5,17 @@ claims are millions of references at 10,000 resources sharing 100 tags; a full c
 them all on whichever thread allocates, holding the GIL: 0.2 to 0.5 s with the event loop stopped
 (benchmarks/tenancy.py). So what the process holds at its start (modules, clients: ~45 ms to
 walk) is frozen (gc.freeze) before kopf indexes anything, and once the indexes are built (the
-first tick after kopf handles objects) what came since is collected once and frozen too: later
-full collections walk only what came after. That one collection walks the indexes (~70 ms at
-10,000 x 100 tags), so its tick does nothing else (drift_scheduler.LONG_FREEZE). When a quarter more
-resources than were frozen have been indexed since, the whole heap is unfrozen, collected and
-frozen again: about as often as Python would walk it anyway for that many new objects, and never
-while the resources stay the same. What was frozen and has become cyclic garbage meanwhile
-(kopf's bodies and patches of the events in flight at a freeze are cycles) is freed at that
-collection.
+first tick after kopf handles objects) what came since is frozen too: later full collections walk
+only what came after. Before that freeze only the young generations are collected: a full
+collection there walks the indexes (~70 ms at 10,000 x 100 tags in benchmarks/tenancy.py, 190 ms
+in an operator restarted over 1,000 resources of 100 tags) and in that restart found nothing to
+free (what kopf's listing leaves behind is young, or alive). Garbage already old then stays until
+the next refreeze. When a quarter more resources than were frozen have been indexed since, the
+whole heap is unfrozen, collected and frozen again, so its tick does nothing else
+(drift_scheduler.LONG_FREEZE): about as often as Python would walk it anyway for that many new
+objects, and never while the resources stay the same. What was frozen and has become cyclic
+garbage meanwhile (kopf's bodies and patches of the events in flight at a freeze are cycles) is
+freed at that collection.
 
 Freezing more often was tried: each freeze keeps what is in flight at that moment, and freezing
 every tenth of growth while 5,000 resources were created peaked at 233 MB instead of 197."""
@@ -44,9 +47,11 @@ class Heap:
         if frozen is not None and len(live - frozen) <= self._growth * max(len(frozen), 1):
             return 0.0
         start = time.perf_counter()
-        if frozen is not None:
+        if frozen is None:
+            gc.collect(1)  # the young generations: a full collection here walked the indexes and found nothing
+        else:
             gc.unfreeze()  # the whole heap, so that what was frozen in flight and is garbage now goes
-        gc.collect()
+            gc.collect()
         gc.freeze()
         self._frozen = set(live)
         self.freezes += 1

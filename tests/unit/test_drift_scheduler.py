@@ -275,9 +275,10 @@ class Cycle:
 
 
 def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_quarter() -> None:
-    """After the first tick what lives is out of full collections (gc.freeze), after one collection
-    that frees what is already garbage; frozen again only when a quarter more resources are indexed,
-    after a collection that frees what was frozen and became garbage since."""
+    """After the first tick what lives is out of full collections (gc.freeze), after a collection of
+    the young generations that frees what is young garbage (old garbage is frozen with the rest);
+    frozen again only when a quarter more resources are indexed, after a full collection that frees
+    what was frozen and became garbage since."""
     entries = [entry(n, synced=1) for n in range(8)]
     heap = Heap()
     sched = DriftScheduler(
@@ -293,10 +294,19 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
         heap=heap,
     )
     built: list[list[int]] = [[n] for n in range(100)]  # what an index holds
-    garbage = Cycle()
-    garbage.me = garbage  # a cycle only a collection frees
-    cycle = weakref.ref(garbage)
-    del garbage
+    old = [Cycle()]
+    old[0].me = old[0]
+    gc.collect(1)  # into the old generation
+    stale = weakref.ref(old[0])
+    old.clear()  # garbage there: only a full collection frees it
+    gc.disable()  # no collection between its making and its end: it is young garbage at the tick
+    try:
+        garbage = Cycle()
+        garbage.me = garbage  # a cycle only a collection frees
+        cycle = weakref.ref(garbage)
+        del garbage
+    finally:
+        gc.enable()
     kept = [Cycle()]  # alive when frozen, garbage later
     kept[0].me = kept[0]
     later = weakref.ref(kept[0])
@@ -307,6 +317,7 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
         assert id(built) not in young
         assert all(id(b) not in young for b in built)
         assert cycle() is None  # collected, not frozen
+        assert stale() is not None  # frozen: the freeze after the indexes collects no old garbage
         assert gc.get_freeze_count() >= len(built)
         entries.append(entry(8, synced=1))
         asyncio.run(sched.tick())
@@ -320,6 +331,7 @@ def test_the_heap_is_frozen_once_the_index_is_built_and_again_when_it_grew_a_qua
         asyncio.run(sched.tick())
         assert heap.freezes == 2
         assert later() is None  # unfrozen and collected before the heap is frozen again
+        assert stale() is None
     finally:
         gc.unfreeze()
 
