@@ -66,11 +66,16 @@ class _Key:
     observers: set[str] = field(default_factory=set)  # uids of Observe-mode entries naming the key
 
 
+# Claims filtered out of a key's list in one update: (the list before, after), by the runs that left.
+Filtered = dict[tuple[int, ...], tuple[list[Row], list[Row]]]
+
+
 @dataclass(slots=True)
 class _Moves:
     """One key's claims leaving and arriving in this update, applied together."""
 
-    gone: list[Row] = field(default_factory=list)
+    # Runs of rows leaving: one list per (prefix, tags) of the resources gone, shared by all its keys.
+    gone: list[list[Row]] = field(default_factory=list)
     new: list[Row] = field(default_factory=list)
     runs: int = 0  # sorted runs that make up ``new``
 
@@ -78,19 +83,30 @@ class _Moves:
         self.new.extend(rows)
         self.runs += 1
 
-    def apply(self, claims: list[Row]) -> None:
-        gone, new = self.gone, self.new
-        if len(gone) + len(new) <= max(_FEW, len(claims) >> 6):
-            for row in gone:
-                at = bisect.bisect_left(claims, row)
-                if at < len(claims) and claims[at] == row:
-                    del claims[at]
+    def apply(self, claims: list[Row], filtered: Filtered) -> None:
+        new = self.new
+        if sum(map(len, self.gone)) + len(new) <= max(_FEW, len(claims) >> 6):
+            for rows in self.gone:
+                for row in rows:
+                    at = bisect.bisect_left(claims, row)
+                    if at < len(claims) and claims[at] == row:
+                        del claims[at]
             for row in new:
                 bisect.insort(claims, row)
             return
-        if gone:
-            leaving = {row[4] for row in gone}
-            claims[:] = [row for row in claims if row[4] not in leaving]
+        if self.gone:
+            # Keys of resources that want the same tags hold equal lists and lose the same runs: the
+            # first is filtered, the others compared with it (identical rows: a pass in C) and copied.
+            # A tenth of 10,000 resources of 100 shared tags replaced: ~55 ms of filtering, now ~1.
+            runs = tuple(map(id, self.gone))
+            seen = filtered.get(runs)
+            if seen is not None and seen[0] == claims:
+                claims[:] = seen[1]
+            else:
+                before = claims[:]
+                leaving = {row[4] for rows in self.gone for row in rows}
+                claims[:] = [row for row in claims if row[4] not in leaving]
+                filtered[runs] = (before, claims[:])
         ordered = self.runs <= 1 and (not claims or not new or claims[-1] < new[0])
         claims.extend(new)
         if not ordered:
@@ -133,9 +149,10 @@ class Urgency:
         now = {e.uid: e for e in entries}
         dirty: set[str] = set()  # entries asked about from scratch
         moves: dict[Prefix, dict[str, _Moves]] = {}  # claims moved, per key
+        leaving: dict[tuple[Prefix, tuple[str, ...]], list[Row]] = {}  # rows gone, per (prefix, tags)
         touched: set[tuple[Prefix, str]] = set()  # keys whose observers changed
         for gone in [e for uid, e in self._entries.items() if uid not in now]:
-            self._drop(gone, moves, touched)
+            self._drop(gone, moves, touched, leaving)
         arrived: list[Entry] = []
         for uid, entry in now.items():
             last = self._entries.get(uid)
@@ -146,7 +163,7 @@ class Urgency:
                 self._entries[uid] = entry  # a status change: the same claims (equal, not identical)
                 continue
             if last is not None:
-                self._drop(last, moves, touched)
+                self._drop(last, moves, touched, leaving)
             arrived.append(entry)
         rows = sorted(row_of(entry) for entry in arrived)
         taken = self._within_budget(rows, now)
@@ -155,10 +172,11 @@ class Urgency:
             dirty.difference_update(row[4] for row in rows[taken:])  # new again at the next update
             del rows[taken:]
         self._arrive(rows, now, moves, touched)
+        filtered: Filtered = {}
         for prefix, moved in moves.items():
             keys_of = self._keys[prefix]
             for tag, tag_moves in moved.items():
-                tag_moves.apply(keys_of[tag].claims)
+                tag_moves.apply(keys_of[tag].claims, filtered)
                 touched.add((prefix, tag))
         shifted: set[str] = set()  # entries whose count of mismatched tags changed
         keys = [(p, t) for p, tags in self._keys.items() for t in tags] if fresh else touched
@@ -258,7 +276,15 @@ class Urgency:
                     found_moves = moved[tag] = _Moves()
                 found_moves.arrive(group)
 
-    def _drop(self, entry: Entry, moves: dict[Prefix, dict[str, _Moves]], touched: set[tuple[Prefix, str]]) -> None:
+    def _drop(
+        self,
+        entry: Entry,
+        moves: dict[Prefix, dict[str, _Moves]],
+        touched: set[tuple[Prefix, str]],
+        leaving: dict[tuple[Prefix, tuple[str, ...]], list[Row]],
+    ) -> None:
+        """Take the entry out of the answer; its row leaves each of its keys with this update's moves
+        (one run per distinct (prefix, tags), as arrivals share one)."""
         uid = entry.uid
         del self._entries[uid]
         row = self._rows.pop(uid)
@@ -269,12 +295,16 @@ class Urgency:
             return
         prefix = self._prefix(entry)
         if entry.claims:
-            moved = moves.setdefault(prefix, {})
-            for tag in entry.tags:
-                found = moved.get(tag)
-                if found is None:
-                    found = moved[tag] = _Moves()
-                found.gone.append(row)
+            run = leaving.get((prefix, entry.tags))
+            if run is None:
+                run = leaving[prefix, entry.tags] = []
+                moved = moves.setdefault(prefix, {})
+                for tag in entry.tags:
+                    found = moved.get(tag)
+                    if found is None:
+                        found = moved[tag] = _Moves()
+                    found.gone.append(run)
+            run.append(row)
             return
         tags = self._keys[prefix]
         for tag in entry.tags:

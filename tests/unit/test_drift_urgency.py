@@ -339,3 +339,28 @@ def test_resources_whose_claims_moved_wait_like_new_ones() -> None:
     assert kept.pending == 0
     assert urgent == reference(resources, grants)
     assert len(urgent) > 30  # one source for all: the statuses' owners are gone
+
+
+def test_many_resources_gone_at_once_leave_every_key_they_held_and_no_other() -> None:
+    """Keys that lose the same resources hold equal lists (filtered once, then copied) or different
+    ones (filtered each): either way each key keeps exactly its remaining claims, oldest first."""
+    both = [Resource(n, ["p", "q"], "s") for n in range(40)]
+    only_q = [Resource(100 + n, ["q"], "t") for n in range(30)]
+    only_p = [Resource(200 + n, ["p"], "u") for n in range(5)]
+    twins = [Resource(300 + n, ["x", "y"], "v") for n in range(40)]  # keys x and y: equal lists
+    resources = both + only_q + only_p + twins
+    grants = policy()
+    settle_all(resources, grants)
+    tick = Tick(grants)
+    tick(resources)
+    gone = {id(r) for r in both[5:30] + only_q[:10] + twins[::2]}
+    resources = [r for r in resources if id(r) not in gone]
+    settle_all(resources, grants)
+    urgent = tick(resources)
+    kept = tick.urgency.kept
+    for tag in ("p", "q", "x", "y"):
+        key = (ACCOUNT, REGION, "shared/web", tag)
+        holders = [r for r in resources if tag in r.spec["tags"]]
+        want = sorted(claim_of(r.meta, parse_spec(r.spec), REGION, ACCOUNT) for r in holders)
+        assert kept.claims_of(key) == want, tag
+    assert urgent == reference(resources, grants)
