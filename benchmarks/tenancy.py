@@ -13,9 +13,10 @@ Prints a markdown table (progress on stderr). A benchmark, not a test: it assert
    resources it asked about again and how many checks it picked (each of them dispatched, then found
    deleted: nothing is checked here), and the garbage collector's pauses meanwhile: once with the
    collector as Python leaves it, once with the heap frozen as the operator runs it
-   (heap.Heap: frozen at the start, before the index exists, then at the first tick,
-   which then does nothing else when the freeze took over drift_scheduler.LONG_FREEZE, and when a
-   quarter more resources are indexed); each run ends with one full collection, timed.
+   (heap.Heap: frozen at the start, before the index exists, then at the first tick after its
+   young generations are collected, and when a quarter more resources are indexed, after a full
+   collection: a tick whose freeze took over drift_scheduler.LONG_FREEZE does nothing else); each
+   run ends with one full collection, timed.
    The urgency's first build spans ticks (at most drift_urgency.ARRIVALS_PER_UPDATE claims
    integrated per tick, oldest first): each of those ticks is a row of its own.
 2. Memory by region: RSS growth after 100 specs naming regions no policy grants (refused before any
