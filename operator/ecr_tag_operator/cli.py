@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import kopf
 
+from .kopf_startup import notify_readiness_on_change
 from .runtime import Runtime
 from .settings import Settings
 
@@ -20,6 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {"metrics_port": args.metrics_port} if args.metrics_port is not None else {}
     settings = Settings(**overrides)
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=LOG_FORMATS[args.log_format], log_prefix=True)
+    notify_readiness_on_change()  # before kopf makes its first readiness toggle
     kopf.run(
         standalone=True,  # one replica (strategy Recreate): no peering objects to keep or RBAC for them
         clusterwide=not args.namespace,

@@ -19,12 +19,12 @@ from .core import Decision
 from .drift_schedule import Entry, Group, entry_of, shared_claims
 from .drift_scheduler import DriftScheduler, Tuning
 from .heap import Heap
+from .kopf_startup import WorkerLimit
 from .ownership import Claim, ClaimKey, Holding, claims, holding
 from .policy_reporter import PolicyEntry, PolicyReporter
 from .runtime import Runtime, runtime_of
 from .spec import SpecError, parse_spec
 from .views import NamespaceClaims, NamespaceLabels, Policies, TagClaims
-from .worker_limit import WorkerLimit
 
 GROUP, VERSION, PLURAL, POLICIES = "ecrtag.dev", "v1alpha1", "ecrimagetags", "ecrtagpolicies"
 # kopf passes each index as a keyword named after its function; typed as plain mappings (views.py),

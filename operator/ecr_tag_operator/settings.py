@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         default=256,
         ge=16,
         description="Objects kopf processes at once (the rest queue as raw events); above max_workers. "
-        "Not held while kopf lists what exists at start (worker_limit.py).",
+        "Not held while kopf lists what exists at start (kopf_startup.py).",
     )
     object_worker_idle: float = Field(
         default=0.5, gt=0, description="Seconds an object's kopf worker waits for more events before it exits."
