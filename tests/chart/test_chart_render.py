@@ -384,7 +384,7 @@ def test_deployment_defaults(helm: Helm) -> None:
     ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 9090}
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     env = _env(objs)
     assert "ECR_TAG_OPERATOR_REGION" not in env  # aws.region empty: the pod's environment decides
     # The caps on tag claims, as the operator's settings default them.
