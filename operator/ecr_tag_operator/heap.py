@@ -10,10 +10,10 @@ only what came after. Before that freeze only the young generations are collecte
 collection there walks the indexes (~70 ms at 10,000 x 100 tags in benchmarks/tenancy.py, 190 ms
 in an operator restarted over 1,000 resources of 100 tags) and, in two such restarts, found 0
 and 2,912 objects to free of 230,000 and 290,000 (what kopf's listing leaves behind is young, or
-alive). Garbage already old then stays until the next refreeze. When a quarter more resources than were frozen have been indexed since, the
-whole heap is unfrozen, collected and frozen again, so its tick does nothing else
-(drift_scheduler.LONG_FREEZE): about as often as Python would walk it anyway for that many new
-objects, and never while the resources stay the same. What was frozen and has become cyclic
+alive). Garbage already old then stays until the next refreeze. When a quarter more resources
+than were frozen have been indexed since, the whole heap is unfrozen, collected and frozen again,
+so its tick does nothing else (drift_scheduler.LONG_FREEZE): about as often as Python would walk it
+anyway for that many new objects, and never while the resources stay the same. What was frozen and has become cyclic
 garbage meanwhile (kopf's bodies and patches of the events in flight at a freeze are cycles) is
 freed at that collection.
 
@@ -48,7 +48,7 @@ class Heap:
             return 0.0
         start = time.perf_counter()
         if frozen is None:
-            gc.collect(1)  # the young generations: a full collection here walked the indexes and found nothing
+            gc.collect(1)  # the young generations: a full collection here walked the indexes for next to nothing
         else:
             gc.unfreeze()  # the whole heap, so that what was frozen in flight and is garbage now goes
             gc.collect()
