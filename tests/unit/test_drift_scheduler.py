@@ -397,3 +397,32 @@ def test_a_tick_whose_freeze_held_the_loop_long_checks_nothing_and_the_next_tick
     entries.extend(entry(n, synced=61) for n in range(10, 15))
     store.objects.update(Store(entries[10:]).objects)
     assert asyncio.run(sched.tick()) == 5  # a short freeze: the tick goes on
+
+
+def test_groups_run_at_most_parallel_groups_at_once_and_every_one_runs() -> None:
+    """Five groups of ten (one repository, group_size 10), two at a time (parallel_groups 2): no more
+    than twenty objects are ever read at once, and all fifty are checked."""
+    entries = [entry(n, synced=61) for n in range(50)]
+    store = Store(entries)
+    reading = peak = 0
+    real_get = store.get
+
+    async def get(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal reading, peak
+        reading += 1
+        peak = max(peak, reading)
+        for _ in range(5):
+            await asyncio.sleep(0)  # other groups' turns, if they were let in
+        reading -= 1
+        return await real_get(namespace, name)
+
+    store.get = get  # type: ignore[method-assign]
+    checked: list[str] = []
+
+    def check(body: dict[str, Any], trigger: str) -> Decision:
+        checked.append(body["metadata"]["name"])
+        return outcome({"lastSyncTime": "now"})
+
+    assert asyncio.run(scheduler(entries, store, check, [NOW]).tick()) == 50
+    assert sorted(checked) == sorted(e.name for e in entries)
+    assert peak == 2 * TUNING.group_size
