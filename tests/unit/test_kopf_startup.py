@@ -80,7 +80,7 @@ def test_kopfs_scheduler_starts_every_worker_while_indexing_and_then_keeps_to_th
 
     async def held() -> int:
         """After the indexes: at most the limit run at once."""
-        indexed, release = asyncio.Event(), asyncio.Event()
+        indexed, release, four = asyncio.Event(), asyncio.Event(), asyncio.Event()
         indexed.set()
         running = peak = 0
 
@@ -88,6 +88,8 @@ def test_kopfs_scheduler_starts_every_worker_while_indexing_and_then_keeps_to_th
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
+            if running == 4:
+                four.set()
             await release.wait()
             running -= 1
 
@@ -95,10 +97,7 @@ def test_kopfs_scheduler_starts_every_worker_while_indexing_and_then_keeps_to_th
         try:
             for _ in range(10):
                 await scheduler.spawn(worker())
-            for _ in range(200):  # the spawner's turns, until it started what it may
-                if running == 4:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(four.wait(), timeout=10)  # the spawner started what it may
             for _ in range(20):
                 await asyncio.sleep(0)  # more turns: it would start the rest now if it did not hold
             assert running == 4
