@@ -101,13 +101,7 @@ def entry_of(
         spec = parse_spec(raw_spec)
     except SpecError:
         return None
-    target, source, access = asks(spec)
-    tags = tuple(_shared(t) for t in target.tags)
-    ask: Ask = (
-        Target(_shared_or_none(target.account), _shared_or_none(target.region), _shared(target.repository), tags),
-        Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
-        access,
-    )
+    ask = shared_ask(asks(spec))
     claim = shared_claim(claim_of(meta, spec, region, own_account))
     account, target_region = spec.registry_id or own_account, spec.region or region
     reason, conflicts = ready_reason(status), owned_elsewhere(status)
@@ -130,6 +124,35 @@ def entry_of(
 
 _DEFAULT_INTERVAL = EcrImageTagSpec.model_fields["drift_check_interval"].default
 _INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedelta, not one per resource
+
+
+# One Ask per distinct target, source and access: resources that want the same tags of one repository
+# share it, its tuple of tags included (10,000 resources of 100 shared tags: one tuple of 100, not
+# 10,000), and the grants answer it once per namespace (views.Grants.allows keeps answers by the
+# object: hashing an Ask hashes all its tags). Bounded as _KEYS is.
+_ASKS: dict[Ask, Ask] = {}
+ASKS_KEPT = 10_000
+
+
+def shared_ask(ask: Ask) -> Ask:
+    """The one Ask equal to ``ask``, its strings interned."""
+    found = _ASKS.get(ask)
+    if found is None:
+        if len(_ASKS) >= ASKS_KEPT:
+            _ASKS.clear()
+        target, source, access = ask
+        made: Ask = (
+            Target(
+                _shared_or_none(target.account),
+                _shared_or_none(target.region),
+                _shared(target.repository),
+                tuple(_shared(t) for t in target.tags),
+            ),
+            Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
+            access,
+        )
+        found = _ASKS.setdefault(ask, made)  # two index functions asking at once agree on one
+    return found
 
 
 def shared_claim(claim: Claim) -> Claim:

@@ -58,6 +58,9 @@ class Grants:
         self._kept: dict[str, grants.NamespaceGrants] = {}
         self._writes: dict[tuple[str, ClaimKey], bool] = {}
         self._permissions: dict[tuple[Any, ...], Permission] = {}
+        # allows() by the Ask object (drift entries share one per distinct ask): the Ask is kept with
+        # its answer, so its id is not reused while the answer is here.
+        self._allowed: dict[tuple[int, str], tuple[authz.Ask, bool]] = {}
 
     @classmethod
     def snapshot(cls, runtime: Runtime, policies: Policies, labels: NamespaceLabels) -> Grants:
@@ -99,16 +102,23 @@ class Grants:
 
     def allows(self, entry: Entry) -> bool:
         """Whether the entry's namespace may act on its spec now (drift_urgency.GrantView)."""
-        return self.permission_of(entry.ask, entry.namespace).refused is None
+        ask, namespace = entry.ask, entry.namespace
+        found = self._allowed.get((id(ask), namespace))
+        if found is not None and found[0] is ask:
+            return found[1]
+        allowed = self.permission_of(ask, namespace).refused is None
+        self._allowed[id(ask), namespace] = (ask, allowed)
+        return allowed
 
     @property
     def answers(self) -> int:
-        return len(self._writes) + len(self._permissions)
+        return len(self._writes) + len(self._permissions) + len(self._allowed)
 
     def forget(self) -> None:
         """Drop the answers kept (the grants are the same: they would be the same answers)."""
         self._writes.clear()
         self._permissions.clear()
+        self._allowed.clear()
 
 
 def request_for(

@@ -190,6 +190,7 @@ def test_an_entry_keeps_what_the_grants_are_asked_not_the_spec_and_shares_repeat
     assert not hasattr(one, "spec")
     target, source, access = one.ask
     assert (target.repository, target.tags, source.repository, access) == ("team/app", ("prod",), "team/app", "write")
+    assert one.ask is two.ask  # one Ask for equal asks: the grants answer it once per namespace
     assert one.namespace is two.namespace
     assert one.tags[0] is two.tags[0]
     assert one.ready_reason is two.ready_reason
