@@ -65,12 +65,13 @@ class Entry:
         return _time(self.claim[0])
 
     @property
-    def reads(self) -> frozenset[str]:
+    def reads(self) -> tuple[str, ...]:
         """Tags one check reads from the group: its own, and the source's when it is in the same repository."""
         target, source, _ = self.ask
-        same = (source.account, source.region, source.repository) == (target.account, target.region, target.repository)
         source_tag = self.claim[3][3]
-        return frozenset((*target.tags, source_tag) if same and source_tag else target.tags)
+        if source_tag and source[:3] == target[:3]:  # (the spec keeps it out of tags there)
+            return (*target.tags, source_tag)
+        return target.tags
 
 
 def _time(value: Any) -> datetime | None:
@@ -222,17 +223,35 @@ class Pick:
     trigger: str  # "drift" or "rescue"
 
 
-@dataclass
+def _calls(reads: int, max_reads: int) -> int:
+    return max(1, -(-reads // max_reads))
+
+
+@dataclass(slots=True)
 class _Chunk:
+    """A group being filled: its checks and the tags they read, in as few calls as its widest check
+    needs alone. A check of 101 tags takes two calls in any group, so 50 such checks of one repository
+    go together, not one group each: the tick dispatches 1 group, not 50, and batching.SharedReads
+    makes 51 calls for them, not 100 (each fills a call with the tags the call before holds)."""
+
+    max_members: int
+    max_reads: int
     picks: list[Pick] = field(default_factory=list)
     reads: set[str] = field(default_factory=set)
+    calls: int = 1
 
-    def fits(self, entry: Entry, max_members: int, max_reads: int) -> bool:
-        return len(self.picks) < max_members and len(self.reads | entry.reads) <= max_reads
+    def fits(self, reads: tuple[str, ...]) -> bool:
+        if not self.picks:
+            return True
+        if len(self.picks) >= self.max_members:
+            return False
+        room = max(self.calls, _calls(len(reads), self.max_reads)) * self.max_reads
+        return len(self.reads) + len(reads) <= room or len(self.reads.union(reads)) <= room
 
-    def add(self, pick: Pick) -> None:
+    def add(self, pick: Pick, reads: tuple[str, ...]) -> None:
         self.picks.append(pick)
-        self.reads |= pick.entry.reads
+        self.reads.update(reads)
+        self.calls = max(self.calls, _calls(len(reads), self.max_reads))
 
 
 def pick(
@@ -249,7 +268,8 @@ def pick(
     checked: Mapping[str, datetime] | None = None,
     max_reads: int = MAX_IDS_PER_CALL,
 ) -> list[list[Pick]]:
-    """The checks to run now, in groups that read one repository and fit one BatchGetImage.
+    """The checks to run now, in groups that read one repository and fit one BatchGetImage (or, with
+    a check that reads more than one call holds, the calls that check needs alone).
 
     A check runs when it is due, when ``urgent`` says so (an owner changed, a refusal may have
     lifted), when a spec change was ``deferred`` (its namespace had its share of reconciles in flight)
@@ -293,14 +313,16 @@ def pick(
             soon.setdefault(entry.group, []).append((due, entry))
     out: list[list[Pick]] = []
     for group, picked in runs.items():
-        chunks = [_Chunk()]
+        chunks = [_Chunk(max_members, max_reads)]
         for p in picked:
-            if chunks[-1].picks and not chunks[-1].fits(p.entry, max_members, max_reads):
-                chunks.append(_Chunk())
-            chunks[-1].add(p)
+            reads = p.entry.reads
+            if not chunks[-1].fits(reads):
+                chunks.append(_Chunk(max_members, max_reads))
+            chunks[-1].add(p, reads)
         for _, entry in sorted(soon.get(group, []), key=lambda pair: pair[0]):
-            if not chunks[-1].fits(entry, max_members, max_reads):
+            reads = entry.reads
+            if not chunks[-1].fits(reads):
                 break
-            chunks[-1].add(Pick(entry, "drift"))
+            chunks[-1].add(Pick(entry, "drift"), reads)
         out.extend(c.picks for c in chunks)
     return out

@@ -4,6 +4,7 @@ which checks run together."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,7 +72,16 @@ def run(entries: list[Entry], **kw: Any) -> list[list[tuple[str, str]]]:
 def test_entry_holds_what_a_check_reads_and_nothing_for_invalid_or_deleting_resources() -> None:
     e = entry(7, tags=("a", "b"))
     assert e.group == ("111122223333", "us-east-1", "team/app")
-    assert e.reads == {"a", "b", "build"}  # the source tag is read from the same repository
+    assert e.reads == ("a", "b", "build")  # the source tag is read from the same repository
+    elsewhere = entry_of(
+        {"namespace": "n", "name": "x", "uid": "u"},
+        {"repositoryName": "team/app", "source": {"tag": "b", "repositoryName": "team/ci"}, "tags": ["a"]},
+        {},
+        "us-east-1",
+        "",
+    )
+    assert elsewhere is not None
+    assert elsewhere.reads == ("a",)  # the source is read in its own group's calls
     meta = {"namespace": "n", "name": "x", "uid": "u"}
     assert entry_of(meta, {"repositoryName": "team/app", "tags": []}, {}, "us-east-1", "") is None
     # Tags the status names another owner for, in sync or not (what urgent checks compare with).
@@ -126,6 +136,29 @@ def test_checks_of_one_repository_run_together_in_groups_that_fit_one_call() -> 
     # At most 100 image ids per BatchGetImage: 40 resources with 3 tags each do not fit one call.
     wide = [entry(n, synced=70, tags=(f"a{n}", f"b{n}", f"c{n}")) for n in range(40)]
     assert [len(g) for g in run(wide)] == [33, 7]  # 33 * 3 + the shared source tag = 100 ids
+
+
+def test_checks_that_need_more_than_one_call_alone_go_together_in_as_many_calls() -> None:
+    # Each reads 100 shared tags and its own source tag: two calls alone, so 50 go together (100 + 50
+    # ids fit two calls), not one group each.
+    shared = tuple(f"t{i}" for i in range(100))
+
+    def wide(n: int) -> Entry:
+        made = entry(n, synced=70, tags=shared)
+        return replace(made, claim=(*made.claim[:3], (*made.claim[3][:3], f"b{n}", made.claim[3][4])))
+
+    entries = [wide(n) for n in range(120)]
+    assert [len(g) for g in run(entries)] == [50, 50, 20]
+    for g in pick(entries, NOW, jitter=0.0, early=0.0, rescue_after=900, urgent=never, waiting=never, max_members=50):
+        assert len({t for p in g for t in p.entry.reads}) <= 200
+    # A narrow check joins a wide group while their reads fit its two calls; narrow ones after a wide
+    # one fill those calls.
+    narrow = [entry(200 + n, synced=70, tags=(f"n{n}",)) for n in range(60)]
+    groups = run([wide(0), *narrow], max_members=100)
+    assert [len(g) for g in groups] == [61]
+    # Two calls hold 200 ids: 100 shared + b0 + build (the narrow ones' source) + m0..m97; m98 goes on.
+    many = [entry(300 + n, synced=70, tags=(f"m{n}",)) for n in range(101)]
+    assert [len(g) for g in run([wide(0), *many], max_members=200)] == [99, 3]
 
 
 def test_checks_due_soon_fill_a_group_that_runs_anyway() -> None:
