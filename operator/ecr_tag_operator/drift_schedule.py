@@ -152,7 +152,9 @@ def shared_ask(ask: Ask) -> Ask:
             Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
             access,
         )
-        found = _ASKS.setdefault(ask, made)  # two index functions asking at once agree on one
+        # The interned one as its own key (the caller's strings are not kept); setdefault: two index
+        # functions asking at once agree on one.
+        found = _ASKS.setdefault(made, made)
     return found
 
 
