@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .authz import Ask, asks
 from .grants import Source, Target
@@ -23,6 +23,7 @@ from .ownership import Claim, ClaimKey, claim_of
 from .spec import EcrImageTagSpec, SpecError, parse_spec
 from .status import owned_elsewhere, ready_reason
 
+_T = TypeVar("_T")
 Group = tuple[str, str, str]  # (effective account, region, repository): reads that can share a call
 
 
@@ -127,35 +128,53 @@ _DEFAULT_INTERVAL = EcrImageTagSpec.model_fields["drift_check_interval"].default
 _INTERVALS = {_DEFAULT_INTERVAL: _DEFAULT_INTERVAL}  # the default's one timedelta, not one per resource
 
 
+class _Kept(Generic[_T]):
+    """One object per distinct value, bounded: cleared when full, which only costs new objects for
+    the values asked after."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: dict[_T, _T] = {}
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def one(self, value: _T, made: Callable[[_T], _T]) -> _T:
+        found = self._found.get(value)
+        if found is None:
+            if len(self._found) >= self.size:
+                self._found.clear()
+            new = made(value)
+            # The made one as its own key (the caller's strings are not kept); setdefault: two index
+            # functions on kopf's threads asking at once agree on one.
+            found = self._found.setdefault(new, new)
+        return found
+
+
 # One Ask per distinct target, source and access: resources that want the same tags of one repository
 # share it, its tuple of tags included (10,000 resources of 100 shared tags: one tuple of 100, not
 # 10,000), and the grants answer it once per namespace (views.Grants.allows keeps answers by the
-# object: hashing an Ask hashes all its tags). Bounded as _KEYS is.
-_ASKS: dict[Ask, Ask] = {}
-ASKS_KEPT = 10_000
+# object: hashing an Ask hashes all its tags).
+_ASKS: _Kept[Ask] = _Kept(10_000)
+
+
+def _interned_ask(ask: Ask) -> Ask:
+    target, source, access = ask
+    return (
+        Target(
+            _shared_or_none(target.account),
+            _shared_or_none(target.region),
+            _shared(target.repository),
+            tuple(_shared(t) for t in target.tags),
+        ),
+        Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
+        access,
+    )
 
 
 def shared_ask(ask: Ask) -> Ask:
     """The one Ask equal to ``ask``, its strings interned."""
-    found = _ASKS.get(ask)
-    if found is None:
-        if len(_ASKS) >= ASKS_KEPT:
-            _ASKS.clear()
-        target, source, access = ask
-        made: Ask = (
-            Target(
-                _shared_or_none(target.account),
-                _shared_or_none(target.region),
-                _shared(target.repository),
-                tuple(_shared(t) for t in target.tags),
-            ),
-            Source(_shared_or_none(source.account), _shared_or_none(source.region), _shared(source.repository)),
-            access,
-        )
-        # The interned one as its own key (the caller's strings are not kept); setdefault: two index
-        # functions asking at once agree on one.
-        found = _ASKS.setdefault(made, made)
-    return found
+    return _ASKS.one(ask, _interned_ask)
 
 
 def shared_claim(claim: Claim) -> Claim:
@@ -177,21 +196,18 @@ def shared_claims(found: dict[ClaimKey, Claim]) -> dict[ClaimKey, Claim]:
 # in a set of its own (its reverse index), and a full collection walks those sets. 10,000 resources
 # sharing 100 tags held 1M key tuples of their own (~70 MB); one each, the collection reads the sets
 # without touching a million scattered objects (benchmarks.tenancy: 115 ms for the first tick's
-# collection, then 70). Bounded: cleared when full, which only costs new tuples for the keys after.
-_KEYS: dict[ClaimKey, ClaimKey] = {}
-KEYS_KEPT = 100_000
+# collection, then 70).
+_KEYS: _Kept[ClaimKey] = _Kept(100_000)
+
+
+def _interned_key(key: ClaimKey) -> ClaimKey:
+    account, region, repository, tag = key
+    return (_shared(account), _shared(region), _shared(repository), _shared(tag))
 
 
 def shared_key(key: ClaimKey) -> ClaimKey:
     """The one tuple of the claim key, its strings interned."""
-    found = _KEYS.get(key)
-    if found is None:
-        if len(_KEYS) >= KEYS_KEPT:
-            _KEYS.clear()
-        account, region, repository, tag = key
-        # setdefault: two index functions on kopf's threads asking at once agree on one tuple.
-        found = _KEYS.setdefault(key, (_shared(account), _shared(region), _shared(repository), _shared(tag)))
-    return found
+    return _KEYS.one(key, _interned_key)
 
 
 def claim_prefix(entry: Entry, default_region: str, own_account: str) -> tuple[str, str, str]:

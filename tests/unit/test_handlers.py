@@ -340,7 +340,7 @@ def test_resources_claiming_one_tag_share_its_key_tuple_and_plain_tuples_the_col
     gc.collect()
     gc.collect()  # a tuple holding a tuple may be untracked only at the collection after the inner one's
     assert not gc.is_tracked(claim)  # an exact tuple of strings and such tuples: collections stop walking it
-    monkeypatch.setattr(drift_schedule, "KEYS_KEPT", 3)
+    monkeypatch.setattr(drift_schedule._KEYS, "size", 3)
     for n in range(3, 10):
         claimed(n)
         assert len(drift_schedule._KEYS) <= 3
