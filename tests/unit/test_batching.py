@@ -94,6 +94,26 @@ def test_batches_hold_at_most_100_ids() -> None:
     assert sum(len(call) for call in fake.get_calls) == 122
 
 
+def test_reads_wider_than_one_call_fill_each_call_with_the_tags_of_the_call_before() -> None:
+    # 50 drift checks of one group, each reading 100 shared tags and its own source tag (101 ids: two
+    # calls alone, 100 for the 50). Each call holds the tags the call before left over and the next
+    # check's first tags: 51 calls, every one full but the last.
+    fake, members = FakeEcr(), 50
+    reads, barrier = SharedReads(fake), threading.Barrier(members)
+    shared = [ImageId(f"t{i}") for i in range(100)]
+
+    def one(n: int) -> Images:
+        barrier.wait()
+        return reads.batch_get_image(WHERE, "team/app", [*shared, ImageId(f"b{n}")], ReadPolicy(patience=2.0))
+
+    with ThreadPoolExecutor(members) as pool:
+        results = list(pool.map(one, range(members)))
+    assert len(fake.get_calls) == members + 1
+    assert all(len(call) <= 100 for call in fake.get_calls)
+    for n, result in enumerate(results):
+        assert {i.image_id.tag for i in result.images} == {*(i.tag for i in shared), f"b{n}"}
+
+
 def test_impatient_reads_do_not_wait() -> None:
     fake = FakeEcr()
     reads = SharedReads(fake)
