@@ -58,6 +58,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # Not while kopf lists what exists: every object needs a worker before any is handled.
     settings.queueing.worker_limit = WorkerLimit(ours.object_worker_limit, runtime.handling.is_set)
     settings.queueing.idle_timeout = ours.object_worker_idle
+    metrics.DEFERRED.set_function(runtime.deferred_count)
     if ours.metrics_port:
         metrics.serve(ours.metrics_port, ours.metrics_host)
     logger.info("ecr-tag-operator started: region=%s, metrics port %s", ours.region, ours.metrics_port or "off")
@@ -229,8 +230,8 @@ def _drift_check(
         return None  # already reported by the spec handler; nothing to check until the spec changes
     logger = kopf.ObjectLogger(body=body, settings=settings)
     if trigger == "rescue":
-        # Under heavy load kopf can lose an object's creation after a timed-out patch (seen with
-        # 5,000 objects created at once); the scheduler takes it over.
+        # A creation with no status after rescue_after (its handler's status never stored, its watch
+        # event lost): the scheduler takes it over.
         logger.warning("no reconcile since creation; reconciling from the drift scheduler")
     # No namespace slot here: the scheduler's own threads are bounded (group size x parallel groups)
     # and hold none of kopf's workers; a group of one repository must run together to share reads.
@@ -245,10 +246,8 @@ def _drift_check(
     if reporter is not None and reporter.written:
         raw.setdefault("metadata", {})["resourceVersion"] = reporter.resource_version
         raw["status"] = {**(raw.get("status") or {}), **reporter.written}
-    if not decision.transient:
-        # A taken-over change that failed transiently has no lastSyncTime yet, so no drift check
-        # would ever be due: it stays with the scheduler until it is done.
-        runtime.undefer(uid)
+    # A taken-over change stays deferred until the scheduler has stored a final outcome (done=):
+    # failed transiently or with its status refused, it has no lastSyncTime, so no check would be due.
     return decision
 
 
@@ -293,6 +292,7 @@ async def start_drift_scheduler(
         entries=lambda: (entry for values in drift_entries.values() for entry in values),
         urgency=views.Urgency(runtime, policies, namespace_labels, namespace_claims).prepare,
         deferred=runtime.deferred,
+        done=runtime.undefer,
         keep_only=functools.partial(_forget_gone, runtime),
         check=functools.partial(
             _drift_check,

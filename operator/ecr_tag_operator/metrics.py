@@ -46,6 +46,10 @@ COPIED_BYTES = Counter(
     "Bytes of blobs copied into target repositories (GetDownloadUrlForLayer to UploadLayerPart).",
 )
 ECR_CLIENTS = Gauge("ecr_tag_operator_ecr_clients", "AWS clients kept (one per region, role and role session).")
+DEFERRED = Gauge(
+    "ecr_tag_operator_deferred_changes",
+    "Spec changes the drift scheduler took over for want of a namespace slot, not yet stored as done.",
+)
 COPIED_BLOBS = Counter(
     "ecr_tag_operator_copied_blobs_total",
     "Blobs copied into target repositories (CompleteLayerUpload).",

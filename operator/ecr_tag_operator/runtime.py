@@ -84,6 +84,10 @@ class Runtime:
         with self._guard:
             return uid in self._deferred
 
+    def deferred_count(self) -> int:
+        with self._guard:
+            return len(self._deferred)
+
     def forget(self, uid: str) -> None:
         with self._guard:
             self._locks.pop(uid, None)

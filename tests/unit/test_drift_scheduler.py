@@ -118,6 +118,53 @@ def test_held_after_a_check_retried_after_a_conflict_and_skipped_when_gone() -> 
     assert calls == ["r1"]
 
 
+def test_a_taken_over_change_stays_the_schedulers_until_a_final_status_is_written() -> None:
+    """A spec change handed over for want of a namespace slot, never reconciled (no lastSyncTime, so
+    no check is ever due): picked while deferred, through a transient failure and a write refused on
+    its precondition (kopf's own patch of the object landed between the read and the write)."""
+    pending = entry(1, synced=None, observed=None, created=60)  # too young to be a lost creation
+    store = Store([pending])
+    store.objects["r1"]["status"] = {}
+    deferred = {pending.uid}
+    results = iter([True, False, False])  # transient, then final twice
+    calls: list[str] = []
+
+    def check(body: dict[str, Any], trigger: str) -> Decision:
+        calls.append(trigger)
+        return outcome({"observedGeneration": 1, "lastSyncTime": "now"}, transient=next(results))
+
+    clock = [NOW]
+    sched = DriftScheduler(
+        entries=lambda: [pending],
+        urgency=lambda: lambda _entries: never,
+        deferred=lambda uid: uid in deferred,
+        done=deferred.discard,
+        keep_only=lambda _: None,
+        check=check,
+        record=lambda uid, trigger, decision: None,
+        store=store,
+        tuning=TUNING,
+        clock=lambda: clock[0],
+        ready=lambda: True,
+    )
+    asyncio.run(sched.tick())
+    assert calls == ["spec"]
+    assert deferred  # failed transiently: written, but not done
+    clock[0] += timedelta(seconds=TUNING.retry_delay + 1)
+    store.conflict.add("r1")
+    asyncio.run(sched.tick())
+    assert calls == ["spec", "spec"]
+    assert deferred  # final, but its status was refused: still the scheduler's
+    store.conflict.clear()
+    asyncio.run(sched.tick())  # the refused write is checked again at the next tick
+    assert calls == ["spec", "spec", "spec"]
+    assert not deferred
+    assert [w[1]["observedGeneration"] for w in store.writes] == [1, 1]
+    clock[0] += timedelta(seconds=TUNING.hold + 1)
+    asyncio.run(sched.tick())
+    assert len(calls) == 3  # done: the spec handler's again, and nothing is due
+
+
 def test_a_check_that_raises_holds_the_resource_and_the_rest_go_on() -> None:
     entries = [entry(1, synced=61), entry(2, synced=61)]
     store = Store(entries)

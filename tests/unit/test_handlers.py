@@ -305,7 +305,9 @@ def test_deletion_in_observe_mode_deletes_nothing(
     assert not [e for e in events if e[1] == "TagsDeleted"]
 
 
-def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(memo: kopf.Memo, ecr: FakeEcr) -> None:
+def test_a_taken_over_change_is_left_deferred_by_its_check(memo: kopf.Memo, ecr: FakeEcr) -> None:
+    """The scheduler undefers a change once its final status is stored (test_drift_scheduler): the
+    check itself, transient or not, leaves it deferred."""
     runtime = runtime_of(memo)
     obj = body(SPEC, {})
     runtime.defer("u-1")
@@ -316,10 +318,12 @@ def test_a_taken_over_change_that_fails_transiently_stays_with_the_scheduler(mem
     decision = check(dict(obj), "spec")
     assert decision is not None
     assert decision.transient
-    assert runtime.deferred("u-1")  # picked again next tick, though it has no lastSyncTime
+    assert runtime.deferred("u-1")
     del ecr.fail_calls["PutImage"]
-    assert check(dict(obj), "spec") is not None
-    assert not runtime.deferred("u-1")
+    decision = check(dict(obj), "spec")
+    assert decision is not None
+    assert not decision.transient
+    assert runtime.deferred("u-1")  # its status is not written yet
 
 
 def test_resources_claiming_one_tag_share_its_key_tuple_and_plain_tuples_the_collector_stops_walking(
