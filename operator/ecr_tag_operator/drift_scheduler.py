@@ -160,10 +160,10 @@ class DriftScheduler:
         queue = iter(groups)
 
         async def runner() -> int:
-            done = 0
+            ran = 0
             for group in queue:  # shared: each group is taken by one runner
-                done += await self._run_group(group)
-            return done
+                ran += await self._run_group(group)
+            return ran
 
         return sum(await asyncio.gather(*(runner() for _ in range(min(t.parallel_groups, len(groups))))))
 
