@@ -453,13 +453,15 @@ def test_groups_run_at_most_parallel_groups_at_once_and_every_one_runs() -> None
     store = Store(entries)
     reading = peak = 0
     real_get = store.get
+    both_in = asyncio.Event()  # two groups' reads have all begun: every read started by then is counted
 
     async def get(namespace: str, name: str) -> dict[str, Any] | None:
         nonlocal reading, peak
         reading += 1
         peak = max(peak, reading)
-        for _ in range(5):
-            await asyncio.sleep(0)  # other groups' turns, if they were let in
+        if reading == 2 * TUNING.group_size:
+            both_in.set()
+        await asyncio.wait_for(both_in.wait(), timeout=10)
         reading -= 1
         return await real_get(namespace, name)
 

@@ -80,9 +80,16 @@ def test_kopfs_scheduler_starts_every_worker_while_indexing_and_then_keeps_to_th
 
     async def held() -> int:
         """After the indexes: at most the limit run at once."""
-        indexed, release, four = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        indexed, release, four, refused = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
         indexed.set()
         running = peak = 0
+
+        class Watched(WorkerLimit):
+            def __gt__(self, other: object) -> bool:  # kopf's ``running < limit``
+                room = super().__gt__(other)
+                if not room:
+                    refused.set()  # the spawner asked for another worker and was told to wait
+                return room
 
         async def worker() -> None:
             nonlocal running, peak
@@ -93,13 +100,12 @@ def test_kopfs_scheduler_starts_every_worker_while_indexing_and_then_keeps_to_th
             await release.wait()
             running -= 1
 
-        scheduler = aiotasks.Scheduler(limit=WorkerLimit(4, indexed.is_set))
+        scheduler = aiotasks.Scheduler(limit=Watched(4, indexed.is_set))
         try:
             for _ in range(10):
                 await scheduler.spawn(worker())
             await asyncio.wait_for(four.wait(), timeout=10)  # the spawner started what it may
-            for _ in range(20):
-                await asyncio.sleep(0)  # more turns: it would start the rest now if it did not hold
+            await asyncio.wait_for(refused.wait(), timeout=10)  # and then held the rest back
             assert running == 4
             release.set()
             await asyncio.wait_for(scheduler.wait(), timeout=2)
@@ -140,12 +146,13 @@ async def start_like_kopf(toggles: aiotoggles.ToggleSet, objects: int) -> tuple[
     waited: list[int] = []
     all_waiting = asyncio.Event()
 
-    async def worker(toggle: aiotoggles.Toggle) -> None:
+    async def worker(toggle: aiotoggles.Toggle, indexed: asyncio.Event) -> None:
         nonlocal waiting
         await toggles.drop_toggle(toggle)
         waiting += 1
         if waiting == objects:
             all_waiting.set()
+        indexed.set()  # it goes on into the wait below before the watcher runs again
         await toggles.wait_for(True)
         waiting -= 1
         waited.append(waiting)
@@ -153,8 +160,11 @@ async def start_like_kopf(toggles: aiotoggles.ToggleSet, objects: int) -> tuple[
     workers = []
     for n in range(objects):
         toggle = await toggles.make_toggle(name=f"object {n}")
-        workers.append(asyncio.create_task(worker(toggle)))
-        await asyncio.sleep(0)  # the watcher yields between events: the workers index meanwhile
+        indexed = asyncio.Event()
+        workers.append(asyncio.create_task(worker(toggle, indexed)))
+        # The watcher yields between events and the workers index meanwhile: the next object's toggle
+        # is made once this worker waits.
+        await asyncio.wait_for(indexed.wait(), timeout=30)
     await asyncio.wait_for(all_waiting.wait(), timeout=30)
     assert not waited  # nobody passed while the listing's toggle was there
     await toggles.drop_toggle(listing)
@@ -192,25 +202,30 @@ def test_with_notifications_on_change_a_set_still_wakes_its_waiters_at_every_cha
         seen: list[str] = []
         paused = aiotoggles.ToggleSet(any)
 
-        async def until(state: bool, label: str) -> None:
-            await paused.wait_for(state)
-            seen.append(label)
+        async def waiter(state: bool, label: str) -> asyncio.Task[None]:
+            """A task waiting for ``state``, returned once it waits (the change must wake it)."""
+            waits = asyncio.Event()
 
-        on = asyncio.create_task(until(True, "on"))
-        await asyncio.sleep(0)
+            async def until() -> None:
+                waits.set()  # it goes on into the wait below before the test runs again
+                await paused.wait_for(state)
+                seen.append(label)
+
+            task = asyncio.create_task(until())
+            await asyncio.wait_for(waits.wait(), timeout=5)
+            return task
+
+        on = await waiter(True, "on")
         first = await paused.make_toggle(True)  # on: made on
         await asyncio.wait_for(on, timeout=5)
-        off = asyncio.create_task(until(False, "off"))
-        await asyncio.sleep(0)
+        off = await waiter(False, "off")
         await paused.drop_toggle(first)  # off: dropped
         await asyncio.wait_for(off, timeout=5)
         second = await paused.make_toggle(False)
-        on = asyncio.create_task(until(True, "on again"))
-        await asyncio.sleep(0)
+        on = await waiter(True, "on again")
         await second.turn_to(True)  # on: a member turned
         await asyncio.wait_for(on, timeout=5)
-        off = asyncio.create_task(until(False, "off again"))
-        await asyncio.sleep(0)
+        off = await waiter(False, "off again")
         await paused.drop_toggles([second])
         await asyncio.wait_for(off, timeout=5)
         return seen
